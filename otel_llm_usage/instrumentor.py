@@ -1,0 +1,124 @@
+"""`LLMUsageInstrumentor` and the module-level `instrument()` / `uninstrument()`."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import threading
+from collections.abc import Collection
+from typing import Any
+
+import wrapt
+from opentelemetry import metrics, trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
+from .config import Options
+from .pricing import Pricer
+from .recorder import Recorder, Settings
+
+log = logging.getLogger(__name__)
+
+
+# provider name -> our module for it. Each module names the client library it patches (`LIBRARY`)
+# and builds its wrappers: `build_wrappers(recorder, options) -> {(module, "Class.method"): fn}`.
+PROVIDERS: dict[str, str] = {
+    "openai": "otel_llm_usage.providers.openai",
+}
+
+
+class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Patches every installed LLM client library; usable from `opentelemetry-instrument`."""
+
+    # BaseInstrumentor is a singleton whose __init__ runs on every instantiation, so state is
+    # set in _instrument rather than in __init__.
+    recorder: Recorder | None = None
+    options: Options | None = None
+    rollup: Any = None
+    _patched: tuple[tuple[Any, str, Any], ...] = ()
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ()  # every client library is optional; each is patched only when installed
+
+    def _instrument(self, **kwargs: Any) -> None:
+        tracer_provider = kwargs.pop("tracer_provider", None)
+        meter_provider = kwargs.pop("meter_provider", None)
+        options = Options.resolve(kwargs)
+        self.options = options
+        if options.prometheus_port is not None and meter_provider is None:
+            from .exporters import prometheus_meter_provider
+
+            meter_provider = prometheus_meter_provider(options.prometheus_port)
+        pricer = Pricer(options.prices)
+        recorder = Recorder(
+            tracer_provider,
+            meter_provider,
+            pricer,
+            Settings(options.capture_content, options.max_content_length, options.metric_attributes),
+        )
+        self.recorder = recorder
+        if options.rollups:
+            from .rollup import install_rollups
+
+            self.rollup = install_rollups(recorder, options, tracer_provider, meter_provider)
+        patched: list[tuple[Any, str, Any]] = []
+        wanted = options.providers if options.providers is not None else tuple(PROVIDERS)
+        for name in wanted:
+            if name not in PROVIDERS:
+                raise ValueError(f"unknown provider {name!r}; known: {sorted(PROVIDERS)}")
+            provider = importlib.import_module(PROVIDERS[name])
+            if importlib.util.find_spec(provider.LIBRARY) is None:
+                continue
+            for (module_name, attr), wrapper in provider.build_wrappers(recorder, options).items():
+                module = importlib.import_module(module_name)
+                owner_name, method = attr.rsplit(".", 1)
+                owner = getattr(module, owner_name)
+                original = owner.__dict__[method]
+                wrapt.wrap_function_wrapper(owner, method, wrapper)
+                patched.append((owner, method, original))
+        self._patched = tuple(patched)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        for owner, method, original in reversed(self._patched):
+            setattr(owner, method, original)
+        self._patched = ()
+        if self.rollup is not None:
+            self.rollup.shutdown_rollups()
+            self.rollup = None
+        self.recorder = None
+
+
+_instrumentor: LLMUsageInstrumentor | None = None
+_lock = threading.Lock()
+
+
+def instrument(
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+    **options: Any,
+) -> LLMUsageInstrumentor:
+    """Patch every installed LLM client. Idempotent: a second call changes nothing.
+
+    Uses the global tracer and meter providers unless others are given. Options (each also an
+    environment variable, see README): capture_content, max_content_length, stream_usage,
+    providers, metric_attributes, endpoints, prices, rollups, budgets, budget_callback,
+    max_sessions, session_idle_seconds, prometheus_port.
+    """
+    global _instrumentor
+    with _lock:
+        if _instrumentor is None:
+            _instrumentor = LLMUsageInstrumentor()
+        if not _instrumentor.is_instrumented_by_opentelemetry:
+            _instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider, **options)
+        return _instrumentor
+
+
+def uninstrument() -> None:
+    """Restore every patched method exactly. Safe to call when not instrumented."""
+    with _lock:
+        if _instrumentor is not None and _instrumentor.is_instrumented_by_opentelemetry:
+            _instrumentor.uninstrument()
+
+
+def active_instrumentor() -> LLMUsageInstrumentor | None:
+    return _instrumentor if _instrumentor is not None and _instrumentor.is_instrumented_by_opentelemetry else None

@@ -1,0 +1,490 @@
+"""The openai SDK (2.x on httpx, 3.x on httpx2), its Azure clients and OpenAI-compatible endpoints.
+
+One hook covers every entry point: `SyncAPIClient.request` / `AsyncAPIClient.request`, through
+which `create`, `parse`, the `stream()` helpers, `with_raw_response` and
+`with_streaming_response` of chat completions, responses, embeddings and legacy completions all
+pass. Only those four paths are recorded; every other request goes through untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import wrapt
+
+from .. import semconv as sc
+from .._guard import report
+from ..config import Options
+from ..context import in_llm_call
+from ..recorder import CallRequest, CallResult, LLMCall, Recorder
+from ..streams import AsyncStreamProxy, SyncStreamProxy
+from ..usage import TokenUsage, as_count
+from ._fields import as_cost, get, get_str
+
+LIBRARY = "openai"
+TARGETS = (
+    ("openai._base_client", "SyncAPIClient.request"),
+    ("openai._base_client", "AsyncAPIClient.request"),
+)
+
+OPERATIONS = {
+    "/chat/completions": sc.OP_CHAT,
+    "/responses": sc.OP_CHAT,
+    "/embeddings": sc.OP_EMBEDDINGS,
+    "/completions": sc.OP_TEXT_COMPLETION,
+}
+
+# Hosts of OpenAI-compatible APIs -> gen_ai.provider.name. Any other host keeps "openai": a
+# gateway in front of OpenAI is priced as OpenAI, and a self-hosted model name matches no
+# OpenAI price, so it is reported unpriced rather than at a wrong price.
+KNOWN_HOSTS = {
+    "api.openai.com": sc.PROVIDER_OPENAI,
+    "api.deepseek.com": "deepseek",
+    "api.x.ai": "x_ai",
+    "openrouter.ai": "openrouter",
+    "api.together.xyz": "together",
+    "api.fireworks.ai": "fireworks",
+    "api.groq.com": "groq",
+    "api.mistral.ai": "mistral_ai",
+    "generativelanguage.googleapis.com": "gcp.gemini",
+    "api.perplexity.ai": "perplexity",
+    "api.cerebras.ai": "cerebras",
+}
+STREAM_USAGE_MODES = ("off", "known", "always")
+
+# How a stream's chunks are read: chat/legacy chunks (optionally hiding the usage-only chunk we
+# asked for) or responses-API events.
+CHUNKS = "chunks"
+CHUNKS_HIDING_USAGE = "chunks_hiding_usage"
+RESPONSES = "responses"
+
+
+def provider_for_host(host: str, azure: bool, endpoints: dict[str, str]) -> str:
+    if host in endpoints:
+        return endpoints[host]
+    if azure or host.endswith(".openai.azure.com") or host.endswith(".cognitiveservices.azure.com"):
+        return sc.PROVIDER_AZURE_OPENAI
+    return KNOWN_HOSTS.get(host, sc.PROVIDER_OPENAI)
+
+
+def wants_stream_usage(mode: str, host: str, provider: str) -> bool:
+    """Whether to add `stream_options.include_usage` to a streamed call that did not set it.
+
+    "known" asks only endpoints known to accept it (OpenAI and Azure OpenAI); others may reject
+    an unknown parameter.
+    """
+    if mode == "always":
+        return True
+    if mode == "known":
+        return provider == sc.PROVIDER_AZURE_OPENAI or host == "api.openai.com"
+    return False
+
+
+def _is_azure(client: Any) -> bool:
+    return any(cls.__name__ == "BaseAzureClient" for cls in type(client).__mro__)
+
+
+def _request_attributes(body: dict[str, Any]) -> dict[str, Any] | None:
+    attrs: dict[str, Any] = {}
+    for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            attrs[sc.REQUEST_MAX_TOKENS] = value
+            break
+    temperature = body.get("temperature")
+    if isinstance(temperature, int | float) and not isinstance(temperature, bool):
+        attrs[sc.REQUEST_TEMPERATURE] = float(temperature)
+    return attrs or None
+
+
+def describe_request(
+    client: Any, options: Any, capture_content: bool, endpoints: dict[str, str]
+) -> CallRequest | None:
+    operation = OPERATIONS.get(getattr(options, "url", None) or "")
+    if operation is None:
+        return None
+    body = options.json_data if isinstance(getattr(options, "json_data", None), dict) else {}
+    model = body.get("model")
+    url = client.base_url
+    host = url.host or ""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    provider = provider_for_host(host, _is_azure(client), endpoints)
+    stream = body.get("stream") is True
+    req = CallRequest(
+        operation=operation,
+        provider=provider,
+        model=model if isinstance(model, str) else None,
+        stream=stream,
+        server_address=host or None,
+        server_port=port,
+        attributes=_request_attributes(body),
+    )
+    if capture_content:
+        req.input_messages = body.get("messages") or body.get("input") or body.get("prompt")
+    return req
+
+
+def _has_stream_options(options: Any) -> bool:
+    body = options.json_data if isinstance(options.json_data, dict) else {}
+    extra = getattr(options, "extra_json", None) or {}
+    return body.get("stream_options") is not None or extra.get("stream_options") is not None
+
+
+def with_stream_usage(options: Any) -> Any:
+    """A copy of the request options that asks for the final usage chunk."""
+    new = copy.copy(options)
+    new.json_data = {**options.json_data, "stream_options": {"include_usage": True}}
+    return new
+
+
+# --- pure extraction -------------------------------------------------------------------------
+
+
+def usage_from(usage: Any) -> TokenUsage | None:
+    """Normalise an OpenAI usage object (chat, legacy, embeddings or responses) into the ledger.
+
+    Chat: `prompt_tokens` includes `prompt_tokens_details.cached_tokens`; `completion_tokens`
+    includes `completion_tokens_details.reasoning_tokens`. Responses: the same with
+    `input_tokens` / `output_tokens`. Compatible endpoints add `cache_write_tokens` (OpenRouter)
+    or `prompt_cache_hit_tokens` (DeepSeek).
+    """
+    if usage is None:
+        return None
+    prompt = get(usage, "prompt_tokens")
+    if prompt is None:
+        prompt = get(usage, "input_tokens")
+    completion = get(usage, "completion_tokens")
+    if completion is None:
+        completion = get(usage, "output_tokens")
+    if as_count(prompt) == 0 and as_count(completion) == 0 and not _is_zero(prompt) and not _is_zero(completion):
+        return None
+    in_details = get(usage, "prompt_tokens_details") or get(usage, "input_tokens_details")
+    out_details = get(usage, "completion_tokens_details") or get(usage, "output_tokens_details")
+    cache_read = as_count(get(in_details, "cached_tokens")) or as_count(get(usage, "prompt_cache_hit_tokens"))
+    cache_write = as_count(get(in_details, "cache_write_tokens")) or as_count(get(in_details, "cache_creation_tokens"))
+    return TokenUsage.normalised(
+        input=as_count(prompt),
+        output=as_count(completion),
+        cache_read=cache_read,
+        cache_write=cache_write,
+        reasoning=as_count(get(out_details, "reasoning_tokens")),
+        input_audio=as_count(get(in_details, "audio_tokens")),
+        output_audio=as_count(get(out_details, "audio_tokens")),
+    )
+
+
+def _is_zero(value: object) -> bool:
+    return value == 0 and not isinstance(value, bool)
+
+
+def _output_messages(response: Any) -> list[dict[str, Any]] | None:
+    choices = get(response, "choices")
+    if isinstance(choices, list):
+        out = []
+        for choice in choices:
+            message = get(choice, "message")
+            content = get(message, "content") if message is not None else get(choice, "text")
+            out.append({"role": "assistant", "content": content, "finish_reason": get(choice, "finish_reason")})
+        return out
+    text = get(response, "output_text")
+    if isinstance(text, str):
+        return [{"role": "assistant", "content": text}]
+    return None
+
+
+def result_from(response: Any, capture_content: bool = False) -> CallResult:
+    """Read a non-streamed response (chat, legacy, embeddings or responses object)."""
+    usage = get(response, "usage")
+    reasons: list[str] = []
+    choices = get(response, "choices")
+    if isinstance(choices, list):
+        for choice in choices:
+            reason = get_str(choice, "finish_reason")
+            if reason:
+                reasons.append(reason)
+    else:
+        status = get_str(response, "status")
+        if status:
+            reasons.append(status)
+    return CallResult(
+        response_model=get_str(response, "model"),
+        response_id=get_str(response, "id"),
+        finish_reasons=reasons or None,
+        usage=usage_from(usage),
+        provider_cost=as_cost(get(usage, "cost")),
+        output_messages=_output_messages(response) if capture_content else None,
+    )
+
+
+class ChunkAccumulator:
+    """Chat and legacy completion chunks: usage arrives in the last chunk, if asked for."""
+
+    __slots__ = ("complete", "hide_usage_chunk", "model", "id", "reasons", "usage", "cost", "text")
+
+    def __init__(self, hide_usage_chunk: bool, capture_content: bool) -> None:
+        self.complete = False
+        self.hide_usage_chunk = hide_usage_chunk
+        self.model: str | None = None
+        self.id: str | None = None
+        self.reasons: list[str] | None = None
+        self.usage: Any = None
+        self.cost: float | None = None
+        self.text: list[str] | None = [] if capture_content else None
+
+    def add(self, chunk: Any) -> bool:
+        if self.model is None:
+            self.model = getattr(chunk, "model", None)
+            self.id = getattr(chunk, "id", None)
+        choices = chunk.choices
+        if choices:
+            choice = choices[0]
+            reason = choice.finish_reason
+            if reason:
+                if self.reasons is None:
+                    self.reasons = []
+                self.reasons.append(reason)
+            if self.text is not None:
+                delta = getattr(choice, "delta", None)
+                piece = getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
+                if piece:
+                    self.text.append(piece)
+        usage = chunk.usage
+        if usage is not None:
+            self.usage = usage
+            self.complete = True
+            return self.hide_usage_chunk and not choices
+        return False
+
+    def result(self) -> CallResult:
+        output = None
+        if self.text is not None:
+            output = [{"role": "assistant", "content": "".join(self.text)}]
+        return CallResult(
+            response_model=self.model,
+            response_id=self.id,
+            finish_reasons=self.reasons,
+            usage=usage_from(self.usage),
+            provider_cost=as_cost(get(self.usage, "cost")),
+            output_messages=output,
+        )
+
+
+class ResponsesAccumulator:
+    """Responses API events: the final `response.completed` (or `.incomplete`/`.failed`) has it all."""
+
+    __slots__ = ("complete", "final", "first", "capture")
+
+    _FINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+    def __init__(self, capture_content: bool) -> None:
+        self.complete = False
+        self.final: Any = None
+        self.first: Any = None
+        self.capture = capture_content
+
+    def add(self, event: Any) -> bool:
+        etype = getattr(event, "type", None)
+        if etype in self._FINAL:
+            self.final = getattr(event, "response", None)
+            self.complete = True
+        elif self.first is None and etype == "response.created":
+            self.first = getattr(event, "response", None)
+        return False
+
+    def result(self) -> CallResult:
+        if self.final is not None:
+            return result_from(self.final, self.capture)
+        return CallResult(response_model=get_str(self.first, "model"), response_id=get_str(self.first, "id"))
+
+
+# --- hooks -----------------------------------------------------------------------------------
+
+
+def build_wrappers(recorder: Recorder, options: Options) -> dict[tuple[str, str], Callable[..., Any]]:
+    hooks = OpenAIHooks(recorder, options.stream_usage, options.endpoints)
+    return {TARGETS[0]: hooks.sync_request, TARGETS[1]: hooks.async_request}
+
+
+class OpenAIHooks:
+    """The wrappers installed on the SDK, bound to one recorder and its options."""
+
+    def __init__(self, recorder: Recorder, stream_usage: str, endpoints: dict[str, str]) -> None:
+        self.rec = recorder
+        self.stream_usage = stream_usage
+        self.endpoints = endpoints
+        self.capture = recorder.settings.capture_content
+
+
+    def _begin(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[
+        LLMCall | None, tuple[Any, ...], dict[str, Any], str
+    ]:
+        try:
+            options = args[1] if len(args) > 1 else kwargs.get("options")
+            req = describe_request(instance, options, self.capture, self.endpoints)
+            if req is None:
+                return None, args, kwargs, CHUNKS
+            kind = RESPONSES if options.url == "/responses" else CHUNKS
+            if req.stream and kind == CHUNKS:
+                host = req.server_address or ""
+                if not _has_stream_options(options) and wants_stream_usage(self.stream_usage, host, req.provider):
+                    options = with_stream_usage(options)
+                    req.attributes = {**(req.attributes or {}), sc.STREAM_USAGE_INJECTED: True}
+                    kind = CHUNKS_HIDING_USAGE
+                    if len(args) > 1:
+                        args = (args[0], options, *args[2:])
+                    else:
+                        kwargs = {**kwargs, "options": options}
+        except Exception as exc:
+            report("openai.describe_request", exc)
+            return None, args, kwargs, CHUNKS
+        call = self.rec.start(req)  # BudgetExceeded propagates by design; other errors are guarded there
+        return call, args, kwargs, kind
+
+    def sync_request(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if in_llm_call.get():
+            return wrapped(*args, **kwargs)
+        call, args, kwargs, kind = self._safe_begin(instance, args, kwargs)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        token = in_llm_call.set(True)
+        call.activate()
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        finally:
+            call.deactivate()
+            in_llm_call.reset(token)
+        return self._handle(call, result, kind, is_async=False)
+
+    async def async_request(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if in_llm_call.get():
+            return await wrapped(*args, **kwargs)
+        call, args, kwargs, kind = self._safe_begin(instance, args, kwargs)
+        if call is None:
+            return await wrapped(*args, **kwargs)
+        token = in_llm_call.set(True)
+        call.activate()
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        finally:
+            call.deactivate()
+            in_llm_call.reset(token)
+        return self._handle(call, result, kind, is_async=True)
+
+    def _safe_begin(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[
+        LLMCall | None, tuple[Any, ...], dict[str, Any], str
+    ]:
+        from ..budgets import BudgetExceeded
+
+        try:
+            return self._begin(instance, args, kwargs)
+        except BudgetExceeded:
+            raise
+        except Exception as exc:
+            report("openai.start", exc)
+            return None, args, kwargs, CHUNKS
+
+    def _handle(self, call: LLMCall, result: Any, kind: str, is_async: bool) -> Any:
+        try:
+            return self._wrap_result(call, result, kind, is_async)
+        except Exception as exc:
+            report("openai.result", exc)
+            call.finish(None)
+            return result
+
+    def _wrap_result(self, call: LLMCall, result: Any, kind: str, is_async: bool) -> Any:
+        import openai
+
+        if isinstance(result, openai.Stream):
+            return SyncStreamProxy(result, call, self._acc(kind))
+        if isinstance(result, openai.AsyncStream):
+            return AsyncStreamProxy(result, call, self._acc(kind))
+        from openai._legacy_response import LegacyAPIResponse
+        from openai._response import APIResponse, AsyncAPIResponse
+
+        if isinstance(result, LegacyAPIResponse):
+            if not getattr(result, "_stream", False):
+                call.finish(result_from(result.parse(), self.capture))  # parse() caches: no double work
+                return result
+            return _RawResponseProxy(result, call, self, kind)
+        if isinstance(result, APIResponse):
+            return _RawResponseProxy(result, call, self, kind)
+        if isinstance(result, AsyncAPIResponse):
+            return _AsyncRawResponseProxy(result, call, self, kind)
+        call.finish(result_from(result, self.capture))
+        return result
+
+    def _acc(self, kind: str) -> Any:
+        if kind == RESPONSES:
+            return ResponsesAccumulator(self.capture)
+        return ChunkAccumulator(kind == CHUNKS_HIDING_USAGE, self.capture)
+
+    def wrap_parsed(self, call: LLMCall, parsed: Any, kind: str) -> Any:
+        import openai
+
+        if isinstance(parsed, openai.Stream):
+            return SyncStreamProxy(parsed, call, self._acc(kind))
+        if isinstance(parsed, openai.AsyncStream):
+            return AsyncStreamProxy(parsed, call, self._acc(kind))
+        call.finish(result_from(parsed, self.capture))
+        return parsed
+
+
+
+
+class _RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """`with_raw_response` (streamed) and `with_streaming_response`: finish on parse or close."""
+
+    def __init__(self, wrapped: Any, call: LLMCall, hooks: OpenAIHooks, kind: str) -> None:
+        super().__init__(wrapped)
+        self._self_call = call
+        self._self_hooks = hooks
+        self._self_kind = kind
+        self._self_parsed: Any = None
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        parsed = self.__wrapped__.parse(*args, **kwargs)
+        if self._self_parsed is None:
+            try:
+                self._self_parsed = self._self_hooks.wrap_parsed(self._self_call, parsed, self._self_kind)
+            except Exception as exc:
+                report("openai.raw_parse", exc)
+                self._self_parsed = parsed
+        return self._self_parsed
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_call.finish(None, incomplete=True)
+
+    def __del__(self) -> None:
+        try:
+            self._self_call.finish(None, incomplete=True)
+        except Exception:
+            pass
+
+
+class _AsyncRawResponseProxy(_RawResponseProxy):
+    async def parse(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        parsed = await self.__wrapped__.parse(*args, **kwargs)
+        if self._self_parsed is None:
+            try:
+                self._self_parsed = self._self_hooks.wrap_parsed(self._self_call, parsed, self._self_kind)
+            except Exception as exc:
+                report("openai.raw_parse", exc)
+                self._self_parsed = parsed
+        return self._self_parsed
+
+    async def close(self) -> Any:  # type: ignore[override]
+        try:
+            return await self.__wrapped__.close()
+        finally:
+            self._self_call.finish(None, incomplete=True)

@@ -1,0 +1,297 @@
+"""The one place that touches the OpenTelemetry API: spans and metrics of single LLM calls.
+
+Providers describe a call (`CallRequest`) and its outcome (`CallResult`) as plain data; the
+recorder turns them into a CLIENT span with semantic-convention attributes and into metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from . import semconv as sc
+from ._guard import report
+from .context import current_scope
+from .pricing import Cost, Pricer
+from .usage import TokenUsage
+from .version import __version__
+
+SCOPE_NAME = "otel_llm_usage"
+
+
+@dataclass(slots=True)
+class CallRequest:
+    """What a provider module knows about a call before it is sent."""
+
+    operation: str
+    provider: str
+    model: str | None
+    stream: bool = False
+    server_address: str | None = None
+    server_port: int | None = None
+    attributes: dict[str, Any] | None = None
+    input_messages: Any = None  # filled only when content capture is on
+
+
+@dataclass(slots=True)
+class CallResult:
+    """What a provider module read from a response (or a finished stream)."""
+
+    response_model: str | None = None
+    response_id: str | None = None
+    finish_reasons: Sequence[str] | None = None
+    usage: TokenUsage | None = None
+    provider_cost: float | None = None
+    output_messages: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    capture_content: bool = False
+    max_content_length: int = 16384
+    metric_attributes: tuple[str, ...] = ()
+
+
+def error_type(exc: BaseException) -> str:
+    return type(exc).__qualname__
+
+
+def _truncate_json(value: Any, limit: int) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + "…[truncated]"
+
+
+class Recorder:
+    def __init__(
+        self,
+        tracer_provider: trace.TracerProvider | None,
+        meter_provider: metrics.MeterProvider | None,
+        pricer: Pricer,
+        settings: Settings,
+    ) -> None:
+        self.tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider=tracer_provider)
+        meter = metrics.get_meter(SCOPE_NAME, __version__, meter_provider=meter_provider)
+        self.pricer = pricer
+        self.settings = settings
+        self.before_call: list[Callable[[CallRequest], None]] = []
+        self.token_usage = meter.create_histogram(
+            sc.METRIC_TOKEN_USAGE, sc.UNIT_TOKEN, "Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
+        )  # fmt: skip
+        self.duration = meter.create_histogram(
+            sc.METRIC_OPERATION_DURATION, sc.UNIT_SECONDS, "GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+        )  # fmt: skip
+        self.ttfc = meter.create_histogram(
+            sc.METRIC_TIME_TO_FIRST_CHUNK, sc.UNIT_SECONDS,
+            "Time from the start of a streamed call to the first chunk delivered to the caller.",
+            explicit_bucket_boundaries_advisory=list(sc.TIME_TO_FIRST_CHUNK_BUCKETS),
+        )  # fmt: skip
+        self.tpoc = meter.create_histogram(
+            sc.METRIC_TIME_PER_OUTPUT_CHUNK, sc.UNIT_SECONDS,
+            "Mean time between consecutive chunks of a streamed call, after the first.",
+            explicit_bucket_boundaries_advisory=list(sc.TIME_PER_CHUNK_BUCKETS),
+        )  # fmt: skip
+        self.tokens = meter.create_counter(sc.METRIC_TOKENS, sc.UNIT_TOKEN, "Tokens by disjoint bucket.")
+        self.cost = meter.create_counter(sc.METRIC_COST, sc.UNIT_USD, "Cost of LLM calls in US dollars.")
+        self.unpriced = meter.create_counter(
+            sc.METRIC_UNPRICED, sc.UNIT_REQUEST, "LLM calls with usage but no known price."
+        )
+
+    def start(self, req: CallRequest) -> LLMCall:
+        for hook in self.before_call:
+            hook(req)  # budgets raise from here, before any request is sent
+        scope = current_scope.get()
+        attrs: dict[str, Any] = {
+            sc.LLM_CALL_MARK: True,
+            sc.OPERATION_NAME: req.operation,
+            sc.PROVIDER_NAME: req.provider,
+            sc.REQUEST_STREAM: req.stream,
+        }
+        if req.model:
+            attrs[sc.REQUEST_MODEL] = req.model
+        if req.server_address:
+            attrs[sc.SERVER_ADDRESS] = req.server_address
+            if req.server_port:
+                attrs[sc.SERVER_PORT] = req.server_port
+        if req.attributes:
+            attrs.update(req.attributes)
+        if scope.session_id is not None:
+            attrs[sc.CONVERSATION_ID] = scope.session_id
+            attrs[sc.SESSION_ID] = scope.session_id
+        if scope.user_id is not None:
+            attrs[sc.USER_ID] = scope.user_id
+        if scope.agent is not None:
+            attrs[sc.AGENT_NAME] = scope.agent
+        if scope.attributes:
+            attrs.update(scope.attributes)
+        if self.settings.capture_content and req.input_messages is not None:
+            attrs[sc.INPUT_MESSAGES] = _truncate_json(req.input_messages, self.settings.max_content_length)
+        name = f"{req.operation} {req.model}" if req.model else req.operation
+        span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
+        metric_attrs: dict[str, Any] = {sc.OPERATION_NAME: req.operation, sc.PROVIDER_NAME: req.provider}
+        if req.model:
+            metric_attrs[sc.REQUEST_MODEL] = req.model
+        if scope.agent is not None:
+            metric_attrs[sc.AGENT_NAME] = scope.agent
+        for key in self.settings.metric_attributes:
+            if key in attrs:
+                metric_attrs[key] = attrs[key]
+        return LLMCall(self, req, span, metric_attrs)
+
+
+class LLMCall:
+    """One call in flight. `finish` and `fail` are idempotent: the span ends exactly once."""
+
+    __slots__ = ("_rec", "req", "span", "_mattrs", "t0", "t_first", "t_last", "chunks", "done", "_ctx_token")
+
+    def __init__(self, rec: Recorder, req: CallRequest, span: trace.Span, metric_attrs: dict[str, Any]) -> None:
+        self._rec = rec
+        self.req = req
+        self.span = span
+        self._mattrs = metric_attrs
+        self.t0 = time.perf_counter()
+        self.t_first = 0.0
+        self.t_last = 0.0
+        self.chunks = 0
+        self.done = False
+        self._ctx_token: object | None = None
+
+    # The span is current while the request is sent, so HTTP-client spans nest beneath it.
+    def activate(self) -> None:
+        self._ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
+
+    def deactivate(self) -> None:
+        if self._ctx_token is not None:
+            otel_context.detach(self._ctx_token)  # type: ignore[arg-type]
+            self._ctx_token = None
+
+    def chunk(self) -> None:
+        now = time.perf_counter()
+        if not self.chunks:
+            self.t_first = now
+        self.t_last = now
+        self.chunks += 1
+
+    def finish(self, result: CallResult | None, *, incomplete: bool = False) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            self._finish(result or CallResult(), incomplete, None)
+        except Exception as exc:  # never let telemetry break the caller
+            report("recorder.finish", exc)
+            self._end_quietly()
+
+    def fail(self, exc: BaseException, result: CallResult | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            self._finish(result or CallResult(), self.chunks > 0, exc)
+        except Exception as inner:
+            report("recorder.fail", inner)
+            self._end_quietly()
+
+    def _end_quietly(self) -> None:
+        try:
+            self.span.end()
+        except Exception:
+            pass
+
+    def _finish(self, res: CallResult, incomplete: bool, exc: BaseException | None) -> None:
+        rec, req, span = self._rec, self.req, self.span
+        end = time.perf_counter()
+        duration = end - self.t0
+        attrs: dict[str, Any] = {}
+        mattrs = self._mattrs
+        if res.response_model:
+            attrs[sc.RESPONSE_MODEL] = res.response_model
+            mattrs[sc.RESPONSE_MODEL] = res.response_model
+        if res.response_id:
+            attrs[sc.RESPONSE_ID] = res.response_id
+        if res.finish_reasons:
+            attrs[sc.RESPONSE_FINISH_REASONS] = tuple(res.finish_reasons)
+        if req.stream:
+            attrs[sc.STREAM_CHUNKS] = self.chunks
+            if incomplete:
+                attrs[sc.STREAM_INCOMPLETE] = True
+            if self.chunks:
+                attrs[sc.RESPONSE_TIME_TO_FIRST_CHUNK] = self.t_first - self.t0
+        if exc is not None:
+            etype = error_type(exc)
+            attrs[sc.ERROR_TYPE] = etype
+            mattrs[sc.ERROR_TYPE] = etype
+            span.set_status(Status(StatusCode.ERROR, str(exc)[:256] or etype))
+        usage = res.usage
+        cost: Cost | None = None
+        if usage is None:
+            attrs[sc.USAGE_SOURCE] = sc.USAGE_SOURCE_MISSING
+        else:
+            attrs[sc.USAGE_SOURCE] = sc.USAGE_SOURCE_PROVIDER
+            attrs[sc.USAGE_INPUT_TOKENS] = usage.input
+            attrs[sc.USAGE_OUTPUT_TOKENS] = usage.output
+            if usage.cache_read:
+                attrs[sc.USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read
+            if usage.cache_write:
+                attrs[sc.USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write
+                if usage.cache_write_1h:
+                    attrs[sc.USAGE_CACHE_CREATION_1H_INPUT_TOKENS] = usage.cache_write_1h
+            if usage.reasoning:
+                attrs[sc.USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning
+            if usage.input_audio:
+                attrs[sc.USAGE_AUDIO_INPUT_TOKENS] = usage.input_audio
+            if usage.output_audio:
+                attrs[sc.USAGE_AUDIO_OUTPUT_TOKENS] = usage.output_audio
+            model = res.response_model or req.model
+            cost = rec.pricer.cost(req.provider, model, usage)
+            if cost is not None:
+                attrs[sc.COST_INPUT_USD] = cost.input_usd
+                attrs[sc.COST_CACHE_READ_USD] = cost.cache_read_usd
+                attrs[sc.COST_CACHE_WRITE_USD] = cost.cache_write_usd
+                attrs[sc.COST_OUTPUT_USD] = cost.output_usd
+                if cost.model:
+                    attrs[sc.PRICE_MODEL] = cost.model
+        total_cost: float | None = None
+        if res.provider_cost is not None:
+            total_cost = res.provider_cost
+            attrs[sc.COST_SOURCE] = sc.COST_SOURCE_PROVIDER
+            if cost is not None:
+                attrs[sc.COST_PROVIDER_REPORTED_USD] = res.provider_cost
+        elif cost is not None:
+            total_cost = cost.total_usd
+            attrs[sc.COST_SOURCE] = cost.source
+        if total_cost is not None:
+            attrs[sc.USAGE_COST] = total_cost
+        if rec.settings.capture_content and res.output_messages is not None:
+            attrs[sc.OUTPUT_MESSAGES] = _truncate_json(res.output_messages, rec.settings.max_content_length)
+        span.set_attributes(attrs)
+        span.end()
+
+        rec.duration.record(duration, mattrs)
+        if req.stream and self.chunks:
+            rec.ttfc.record(self.t_first - self.t0, mattrs)
+            if self.chunks > 1:
+                rec.tpoc.record((self.t_last - self.t_first) / (self.chunks - 1), mattrs)
+        if usage is not None:
+            rec.token_usage.record(usage.input, {**mattrs, sc.TOKEN_TYPE: "input"})
+            rec.token_usage.record(usage.output, {**mattrs, sc.TOKEN_TYPE: "output"})
+            tokens = rec.tokens
+            tokens.add(usage.input, {**mattrs, sc.LLM_TOKEN_TYPE: "input"})
+            tokens.add(usage.output, {**mattrs, sc.LLM_TOKEN_TYPE: "output"})
+            tokens.add(usage.cache_read, {**mattrs, sc.LLM_TOKEN_TYPE: "cache_read"})
+            if usage.cache_write:
+                tokens.add(usage.cache_write, {**mattrs, sc.LLM_TOKEN_TYPE: "cache_write"})
+            if usage.reasoning:
+                tokens.add(usage.reasoning, {**mattrs, sc.LLM_TOKEN_TYPE: "reasoning"})
+            if total_cost is None:
+                rec.unpriced.add(1, mattrs)
+        if total_cost is not None:
+            rec.cost.add(total_cost, mattrs)

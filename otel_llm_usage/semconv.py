@@ -1,0 +1,143 @@
+"""Every attribute name, metric name, unit and bucket list the package emits.
+
+Dashboards, alert rules and the Collector configuration depend on these strings: change them here
+and nowhere else. GenAI names follow the OpenTelemetry semantic conventions v1.41.0.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- span attributes: OpenTelemetry GenAI semantic conventions ---------------------------------
+OPERATION_NAME: Final = "gen_ai.operation.name"
+PROVIDER_NAME: Final = "gen_ai.provider.name"
+REQUEST_MODEL: Final = "gen_ai.request.model"
+REQUEST_STREAM: Final = "gen_ai.request.stream"
+REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
+REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+RESPONSE_MODEL: Final = "gen_ai.response.model"
+RESPONSE_ID: Final = "gen_ai.response.id"
+RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
+USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+USAGE_COST: Final = "gen_ai.usage.cost"
+CONVERSATION_ID: Final = "gen_ai.conversation.id"
+AGENT_NAME: Final = "gen_ai.agent.name"
+INPUT_MESSAGES: Final = "gen_ai.input.messages"
+OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+TOKEN_TYPE: Final = "gen_ai.token.type"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+ERROR_TYPE: Final = "error.type"
+SESSION_ID: Final = "session.id"
+USER_ID: Final = "user.id"
+
+# --- span attributes: this package ------------------------------------------------------------
+COST_INPUT_USD: Final = "llm_usage.cost.input_usd"
+COST_CACHE_READ_USD: Final = "llm_usage.cost.cache_read_usd"
+COST_CACHE_WRITE_USD: Final = "llm_usage.cost.cache_write_usd"
+COST_OUTPUT_USD: Final = "llm_usage.cost.output_usd"
+COST_SOURCE: Final = "llm_usage.cost.source"
+COST_PROVIDER_REPORTED_USD: Final = "llm_usage.cost.provider_reported_usd"
+USAGE_SOURCE: Final = "llm_usage.usage.source"
+USAGE_CACHE_CREATION_1H_INPUT_TOKENS: Final = "llm_usage.usage.cache_creation_1h.input_tokens"
+USAGE_AUDIO_INPUT_TOKENS: Final = "llm_usage.usage.audio.input_tokens"
+USAGE_AUDIO_OUTPUT_TOKENS: Final = "llm_usage.usage.audio.output_tokens"
+STREAM_INCOMPLETE: Final = "llm_usage.stream.incomplete"
+STREAM_CHUNKS: Final = "llm_usage.stream.chunks"
+STREAM_USAGE_INJECTED: Final = "llm_usage.stream.usage_requested"
+PRICE_MODEL: Final = "llm_usage.price.model"
+# Marks spans this package recorded, so rollups never sum another instrumentation's spans.
+LLM_CALL_MARK: Final = "llm_usage.call"
+
+COST_SOURCE_PROVIDER: Final = "provider"
+COST_SOURCE_PRICE_TABLE: Final = "price_table"
+COST_SOURCE_OVERRIDE: Final = "override"
+USAGE_SOURCE_PROVIDER: Final = "provider"
+USAGE_SOURCE_MISSING: Final = "missing"
+
+# --- run and session rollup attributes ---------------------------------------------------------
+RUN_PREFIX: Final = "llm_usage.run."
+SESSION_PREFIX: Final = "llm_usage.session."
+RUN_REQUESTS: Final = "llm_usage.run.requests"
+RUN_INPUT_TOKENS: Final = "llm_usage.run.input_tokens"
+RUN_OUTPUT_TOKENS: Final = "llm_usage.run.output_tokens"
+RUN_CACHE_READ_TOKENS: Final = "llm_usage.run.cache_read_tokens"
+RUN_CACHE_WRITE_TOKENS: Final = "llm_usage.run.cache_write_tokens"
+RUN_REASONING_TOKENS: Final = "llm_usage.run.reasoning_tokens"
+RUN_COST_USD: Final = "llm_usage.run.cost_usd"
+RUN_UNPRICED_REQUESTS: Final = "llm_usage.run.unpriced_requests"
+RUN_ERRORS: Final = "llm_usage.run.errors"
+RUN_ID: Final = "llm_usage.run.id"
+SESSION_REQUESTS: Final = "llm_usage.session.requests"
+SESSION_RUNS: Final = "llm_usage.session.runs"
+SESSION_COST_USD: Final = "llm_usage.session.cost_usd"
+SESSION_INPUT_TOKENS: Final = "llm_usage.session.input_tokens"
+SESSION_OUTPUT_TOKENS: Final = "llm_usage.session.output_tokens"
+
+# --- operation and provider values ------------------------------------------------------------
+OP_CHAT: Final = "chat"
+OP_TEXT_COMPLETION: Final = "text_completion"
+OP_EMBEDDINGS: Final = "embeddings"
+OP_GENERATE_CONTENT: Final = "generate_content"
+OP_INVOKE_AGENT: Final = "invoke_agent"
+
+PROVIDER_OPENAI: Final = "openai"
+PROVIDER_AZURE_OPENAI: Final = "azure.ai.openai"
+
+# --- metrics ----------------------------------------------------------------------------------
+METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
+METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"
+METRIC_TIME_PER_OUTPUT_CHUNK: Final = "gen_ai.client.operation.time_per_output_chunk"
+METRIC_TOKENS: Final = "llm_usage.tokens"
+METRIC_COST: Final = "llm_usage.cost"
+METRIC_UNPRICED: Final = "llm_usage.requests.unpriced"
+METRIC_RUN_COST: Final = "llm_usage.run.cost"
+METRIC_RUN_TOKENS: Final = "llm_usage.run.tokens"
+METRIC_RUN_REQUESTS: Final = "llm_usage.run.requests"
+METRIC_RUN_DURATION: Final = "llm_usage.run.duration"
+METRIC_SESSION_COST: Final = "llm_usage.session.cost"
+METRIC_SESSION_TOKENS: Final = "llm_usage.session.tokens"
+METRIC_SESSION_REQUESTS: Final = "llm_usage.session.requests"
+METRIC_SESSION_RUNS: Final = "llm_usage.session.runs"
+METRIC_LATE_SPANS: Final = "llm_usage.rollup.late_calls"
+
+LLM_TOKEN_TYPE: Final = "llm_usage.token.type"
+
+UNIT_TOKEN: Final = "{token}"
+UNIT_SECONDS: Final = "s"
+UNIT_USD: Final = "USD"
+UNIT_REQUEST: Final = "{request}"
+UNIT_RUN: Final = "{run}"
+UNIT_CALL: Final = "{call}"
+
+# Bucket boundaries are explicit: the SDK's defaults (0, 5, 10, ...) say nothing about seconds or dollars.
+TOKEN_BUCKETS: Final = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)  # fmt: skip
+DURATION_BUCKETS: Final = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+TIME_TO_FIRST_CHUNK_BUCKETS: Final = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+TIME_PER_CHUNK_BUCKETS: Final = (
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+)  # fmt: skip
+COST_BUCKETS: Final = (
+    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 50.0, 100.0,
+)  # fmt: skip
+RUN_DURATION_BUCKETS: Final = (
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+)  # fmt: skip
+COUNT_BUCKETS: Final = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+# Attributes allowed as metric labels by default: low cardinality only.
+METRIC_ATTRIBUTES: Final = (
+    OPERATION_NAME, PROVIDER_NAME, REQUEST_MODEL, RESPONSE_MODEL, AGENT_NAME, ERROR_TYPE,
+)  # fmt: skip

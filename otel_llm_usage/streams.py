@@ -1,0 +1,176 @@
+"""Stream proxies: the caller's stream, unchanged, with one idempotent finaliser.
+
+The span of a streamed call ends exactly once, on whichever exit comes first: exhaustion, an
+error while iterating (cancellation included), `close()`/`aclose()`, leaving `with`/`async with`,
+the HTTP response being closed by an SDK helper that wraps the stream, or garbage collection.
+Per-chunk work is a counter, a clock read and the provider's O(1) accumulator.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import wrapt
+
+from ._guard import report
+from .recorder import CallResult, LLMCall
+
+
+class Accumulator(Protocol):
+    """Reads a provider's chunks as they pass. `add` returns True to hide a chunk from the caller."""
+
+    complete: bool
+
+    def add(self, chunk: Any) -> bool: ...
+
+    def result(self) -> CallResult: ...
+
+
+def _result(acc: Accumulator) -> CallResult | None:
+    try:
+        return acc.result()
+    except Exception as exc:
+        report("stream.result", exc)
+        return None
+
+
+def _end(call: LLMCall, acc: Accumulator, exhausted: bool) -> None:
+    if not call.done:
+        call.finish(_result(acc), incomplete=not (exhausted or acc.complete))
+
+
+def _add(acc: Accumulator, chunk: Any) -> bool:
+    try:
+        return acc.add(chunk)
+    except Exception as exc:
+        report("stream.chunk", exc)
+        return False
+
+
+class _ResponseProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """The HTTP response of a stream: closing it (as SDK helpers do) ends the call."""
+
+    def __init__(self, wrapped: Any, call: LLMCall, acc: Accumulator) -> None:
+        super().__init__(wrapped)
+        self._self_call = call
+        self._self_acc = acc
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            _end(self._self_call, self._self_acc, False)
+
+    async def aclose(self) -> Any:
+        try:
+            return await self.__wrapped__.aclose()
+        finally:
+            _end(self._self_call, self._self_acc, False)
+
+
+class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    def __init__(self, wrapped: Any, call: LLMCall, acc: Accumulator) -> None:
+        super().__init__(wrapped)
+        self._self_call = call
+        self._self_acc = acc
+
+    def __iter__(self) -> SyncStreamProxy:
+        return self
+
+    def __next__(self) -> Any:
+        call, acc = self._self_call, self._self_acc
+        while True:
+            try:
+                chunk = self.__wrapped__.__next__()
+            except StopIteration:
+                _end(call, acc, True)
+                raise
+            except BaseException as exc:
+                call.fail(exc, _result(acc))
+                raise
+            if not _add(acc, chunk):
+                call.chunk()
+                return chunk
+
+    @property
+    def response(self) -> Any:
+        return _ResponseProxy(self.__wrapped__.response, self._self_call, self._self_acc)
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            _end(self._self_call, self._self_acc, False)
+
+    def __enter__(self) -> SyncStreamProxy:
+        self.__wrapped__.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(*exc_info)
+        finally:
+            _end(self._self_call, self._self_acc, False)
+
+    def __del__(self) -> None:
+        try:
+            _end(self._self_call, self._self_acc, False)
+        except Exception:
+            pass
+
+
+class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    def __init__(self, wrapped: Any, call: LLMCall, acc: Accumulator) -> None:
+        super().__init__(wrapped)
+        self._self_call = call
+        self._self_acc = acc
+
+    def __aiter__(self) -> AsyncStreamProxy:
+        return self
+
+    async def __anext__(self) -> Any:
+        call, acc = self._self_call, self._self_acc
+        while True:
+            try:
+                chunk = await self.__wrapped__.__anext__()
+            except StopAsyncIteration:
+                _end(call, acc, True)
+                raise
+            except BaseException as exc:
+                call.fail(exc, _result(acc))
+                raise
+            if not _add(acc, chunk):
+                call.chunk()
+                return chunk
+
+    @property
+    def response(self) -> Any:
+        return _ResponseProxy(self.__wrapped__.response, self._self_call, self._self_acc)
+
+    async def close(self) -> Any:
+        try:
+            return await self.__wrapped__.close()
+        finally:
+            _end(self._self_call, self._self_acc, False)
+
+    async def aclose(self) -> Any:
+        try:
+            return await self.__wrapped__.aclose()
+        finally:
+            _end(self._self_call, self._self_acc, False)
+
+    async def __aenter__(self) -> AsyncStreamProxy:
+        await self.__wrapped__.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(*exc_info)
+        finally:
+            _end(self._self_call, self._self_acc, False)
+
+    def __del__(self) -> None:
+        try:
+            _end(self._self_call, self._self_acc, False)
+        except Exception:
+            pass

@@ -1,0 +1,195 @@
+"""The token ledger: one normalised record of disjoint buckets per call, and addable totals.
+
+`TokenUsage.input` and `.output` are inclusive totals, as in the semantic conventions: cache
+reads and writes are part of `input`, reasoning is part of `output`. Every provider module turns
+its own usage fields into this shape, so nothing downstream needs to know which provider said what.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+def as_count(value: object) -> int:
+    """A token count from whatever a provider sent: non-negative int, anything else is 0.
+
+    Providers (and proxies in front of them) sometimes send floats, strings or nulls; a count
+    that cannot be read is treated as absent rather than guessed.
+    """
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value if value > 0 else 0
+    if isinstance(value, float) and math.isfinite(value) and value > 0 and value.is_integer():
+        return int(value)
+    return 0
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Disjoint token buckets of one call. Invariants (checked by `valid`):
+
+    cache_read + cache_write <= input; cache_write_1h <= cache_write; input_audio <= input;
+    reasoning <= output; output_audio <= output; nothing negative.
+    """
+
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    cache_write_1h: int = 0
+    reasoning: int = 0
+    input_audio: int = 0
+    output_audio: int = 0
+
+    @classmethod
+    def normalised(
+        cls,
+        *,
+        input: int = 0,
+        output: int = 0,
+        cache_read: int = 0,
+        cache_write: int = 0,
+        cache_write_1h: int = 0,
+        reasoning: int = 0,
+        input_audio: int = 0,
+        output_audio: int = 0,
+    ) -> TokenUsage:
+        """Build a ledger that satisfies the invariants even from inconsistent provider data.
+
+        A subset larger than its total can only come from a malformed payload; the subset is cut
+        to fit rather than inflating the billed total.
+        """
+        input, output = max(input, 0), max(output, 0)
+        cache_read = min(max(cache_read, 0), input)
+        cache_write = min(max(cache_write, 0), input - cache_read)
+        return cls(
+            input=input,
+            output=output,
+            cache_read=cache_read,
+            cache_write=cache_write,
+            cache_write_1h=min(max(cache_write_1h, 0), cache_write),
+            reasoning=min(max(reasoning, 0), output),
+            input_audio=min(max(input_audio, 0), input),
+            output_audio=min(max(output_audio, 0), output),
+        )
+
+    @property
+    def total(self) -> int:
+        return self.input + self.output
+
+    @property
+    def uncached_input(self) -> int:
+        return self.input - self.cache_read - self.cache_write
+
+    def valid(self) -> bool:
+        return (
+            min(getattr(self, f.name) for f in fields(self)) >= 0
+            and self.cache_read + self.cache_write <= self.input
+            and self.cache_write_1h <= self.cache_write
+            and self.input_audio <= self.input
+            and self.reasoning <= self.output
+            and self.output_audio <= self.output
+        )
+
+
+_TOTAL_FIELDS = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "unpriced_requests",
+    "errors",
+)
+
+
+@dataclass(slots=True)
+class Usage:
+    """Addable totals over many calls: a run, a session, an agent, the process.
+
+    `by_model` breaks the same totals down by response model (request model when the response
+    named none). Thread-safe to update through `add_call`.
+    """
+
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced_requests: int = 0
+    errors: int = 0
+    by_model: dict[str, Usage] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add_call(
+        self, model: str, tokens: TokenUsage | None, cost_usd: float | None, error: bool, *, per_model: bool = True
+    ) -> None:
+        with self._lock:
+            self._add(tokens, cost_usd, error)
+            if per_model:
+                sub = self.by_model.get(model)
+                if sub is None:
+                    sub = self.by_model[model] = Usage()
+                sub._add(tokens, cost_usd, error)
+
+    def _add(self, tokens: TokenUsage | None, cost_usd: float | None, error: bool) -> None:
+        self.requests += 1
+        if tokens is not None:
+            self.input_tokens += tokens.input
+            self.output_tokens += tokens.output
+            self.cache_read_tokens += tokens.cache_read
+            self.cache_write_tokens += tokens.cache_write
+            self.reasoning_tokens += tokens.reasoning
+        if cost_usd is not None:
+            self.cost_usd += cost_usd
+        elif tokens is not None:
+            self.unpriced_requests += 1
+        if error:
+            self.errors += 1
+
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        out = Usage(**{name: getattr(self, name) + getattr(other, name) for name in _TOTAL_FIELDS})
+        for model in self.by_model.keys() | other.by_model.keys():
+            out.by_model[model] = self.by_model.get(model, Usage()) + other.by_model.get(model, Usage())
+        return out
+
+    def snapshot(self) -> Usage:
+        """A consistent copy, safe to read while other threads keep adding."""
+        with self._lock:
+            out = Usage(**{name: getattr(self, name) for name in _TOTAL_FIELDS})
+            out.by_model = {m: u.snapshot() for m, u in self.by_model.items()}
+            return out
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def average_cost_usd(self) -> float:
+        priced = self.requests - self.unpriced_requests
+        return self.cost_usd / priced if priced > 0 else 0.0
+
+    @property
+    def output_ratio(self) -> float:
+        """Output tokens as a share of all tokens (0 when there were none)."""
+        total = self.total_tokens
+        return self.output_tokens / total if total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: getattr(self, name) for name in _TOTAL_FIELDS}
+        out["total_tokens"] = self.total_tokens
+        out["average_cost_usd"] = self.average_cost_usd
+        out["output_ratio"] = self.output_ratio
+        if self.by_model:
+            out["by_model"] = {m: u.to_dict() for m, u in sorted(self.by_model.items())}
+        return out
