@@ -151,9 +151,12 @@ class _Compiled:
         self.expires = expires
         self.slow = slow  # (ModelInfo, Provider) when the price needs genai-prices' own arithmetic
 
-    def cost(self, t: TokenUsage) -> Cost:
+    def cost(self, t: TokenUsage) -> Cost | None:
         if self.slow is not None:
-            return self._slow_cost(t)
+            try:
+                return self._slow_cost(t)
+            except ValueError:
+                return None  # genai-prices needs a usage split this ledger does not have (audio cache reads)
         x = _ledger_vector(t)
         buckets = [0.0, 0.0, 0.0, 0.0]
         for u in self.units:
