@@ -20,7 +20,9 @@ def report(site: str, exc: BaseException) -> None:
         if site in _logged:
             return
         _logged.add(site)
-    log.warning("otel-llm-usage: internal error in %s (further errors here are not logged)", site, exc_info=exc)
+    log.warning(
+        "otel-llm-usage: internal error in %s (further errors here are not logged)", site, exc_info=exc
+    )
 
 
 def reported_sites() -> frozenset[str]:

@@ -109,7 +109,9 @@ def instrument(
         if _instrumentor is None:
             _instrumentor = LLMUsageInstrumentor()
         if not _instrumentor.is_instrumented_by_opentelemetry:
-            _instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider, **options)
+            _instrumentor.instrument(
+                tracer_provider=tracer_provider, meter_provider=meter_provider, **options
+            )
         return _instrumentor
 
 
@@ -121,4 +123,8 @@ def uninstrument() -> None:
 
 
 def active_instrumentor() -> LLMUsageInstrumentor | None:
-    return _instrumentor if _instrumentor is not None and _instrumentor.is_instrumented_by_opentelemetry else None
+    return (
+        _instrumentor
+        if _instrumentor is not None and _instrumentor.is_instrumented_by_opentelemetry
+        else None
+    )

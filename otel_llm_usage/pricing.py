@@ -118,7 +118,10 @@ class ModelPrice:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown price field(s) {sorted(unknown)}; expected some of {sorted(known)}")
-        return cls(**{k: (int(v) if k == "context_window" else float(v)) for k, v in data.items() if v is not None})
+        values: dict[str, Any] = {
+            k: (int(v) if k == "context_window" else float(v)) for k, v in data.items() if v is not None
+        }
+        return cls(**values)
 
 
 # One unit of a compiled price: ledger coefficients, a price (or tiers) per `per` units, a bucket.
@@ -133,7 +136,7 @@ class _Unit:
 
 
 class _Compiled:
-    __slots__ = ("units", "model_id", "source", "context_window", "expires", "slow")
+    __slots__ = ("context_window", "expires", "model_id", "slow", "source", "units")
 
     def __init__(
         self,
@@ -230,7 +233,9 @@ def _compile_model_price(model_price: Any) -> tuple[_Unit, ...] | None:
         leaves[unit.usage_key] = vec
         coefs = tuple((i, c) for i, c in sorted(vec.items()) if c)
         if isinstance(price, TieredPrices):
-            tiers = tuple((tier.start, float(tier.price)) for tier in sorted(price.tiers, key=lambda tr: -tr.start))
+            tiers = tuple(
+                (tier.start, float(tier.price)) for tier in sorted(price.tiers, key=lambda tr: -tr.start)
+            )
             units.append(_Unit(coefs, float(price.base), tiers, float(unit.per), _bucket_of(unit.dimensions)))
         else:
             units.append(_Unit(coefs, float(price), (), float(unit.per), _bucket_of(unit.dimensions)))
@@ -248,8 +253,18 @@ def _compile_override(name: str, p: ModelPrice, expires: float) -> _Compiled:
     i = _KEY_INDEX
     units = (
         # text input = input - cache - audio; written in the same linear form as table prices
-        _Unit(((i["input_tokens"], 1), (i["cache_read_tokens"], -1), (i["cache_write_tokens"], -1),
-               (i["input_audio_tokens"], -1)), inp, (), m, 0),  # fmt: skip
+        _Unit(
+            (
+                (i["input_tokens"], 1),
+                (i["cache_read_tokens"], -1),
+                (i["cache_write_tokens"], -1),
+                (i["input_audio_tokens"], -1),
+            ),
+            inp,
+            (),
+            m,
+            0,
+        ),
         _Unit(((i["input_audio_tokens"], 1),), ia, (), m, 0),
         _Unit(((i["cache_read_tokens"], 1),), cr, (), m, 1),
         _Unit(((i["cache_write_5m_tokens"], 1),), cw, (), m, 2),
@@ -280,11 +295,13 @@ class Pricer:
 
     def resolve(self, provider: str, model: str) -> _Compiled | None:
         key = (provider, model)
-        compiled = self._cache.get(key, _MISSING)
-        if compiled is _MISSING or (compiled is not None and compiled.expires < time.monotonic()):
-            compiled = self._resolve(provider, model)
-            self._cache[key] = compiled
-        return compiled  # type: ignore[return-value]
+        if key in self._cache:
+            compiled = self._cache[key]
+            if compiled is None or compiled.expires >= time.monotonic():
+                return compiled
+        compiled = self._resolve(provider, model)
+        self._cache[key] = compiled
+        return compiled
 
     def cost(self, provider: str, model: str | None, tokens: TokenUsage) -> Cost | None:
         if not model:
@@ -336,9 +353,6 @@ class Pricer:
             provider,
             PRICES_FILE_ENV,
         )
-
-
-_MISSING: Any = object()
 
 
 def _find_model(provider_id: str, model: str) -> tuple[Any, Any] | None:

@@ -150,9 +150,11 @@ class Recorder:
 class LLMCall:
     """One call in flight. `finish` and `fail` are idempotent: the span ends exactly once."""
 
-    __slots__ = ("_rec", "req", "span", "_mattrs", "t0", "t_first", "t_last", "chunks", "done", "_ctx_token")
+    __slots__ = ("_ctx_token", "_mattrs", "_rec", "chunks", "done", "req", "span", "t0", "t_first", "t_last")
 
-    def __init__(self, rec: Recorder, req: CallRequest, span: trace.Span, metric_attrs: dict[str, Any]) -> None:
+    def __init__(
+        self, rec: Recorder, req: CallRequest, span: trace.Span, metric_attrs: dict[str, Any]
+    ) -> None:
         self._rec = rec
         self.req = req
         self.span = span

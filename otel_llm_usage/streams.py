@@ -47,7 +47,7 @@ def _add(acc: Accumulator, chunk: Any) -> bool:
         return False
 
 
-class _ResponseProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class _ResponseProxy(wrapt.ObjectProxy[Any]):
     """The HTTP response of a stream: closing it (as SDK helpers do) ends the call."""
 
     def __init__(self, wrapped: Any, call: LLMCall, acc: Accumulator) -> None:
@@ -68,7 +68,7 @@ class _ResponseProxy(wrapt.ObjectProxy):  # type: ignore[misc]
             _end(self._self_call, self._self_acc, False)
 
 
-class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class SyncStreamProxy(wrapt.ObjectProxy[Any]):
     def __init__(self, wrapped: Any, call: LLMCall, acc: Accumulator) -> None:
         super().__init__(wrapped)
         self._self_call = call
@@ -119,7 +119,7 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
             pass
 
 
-class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class AsyncStreamProxy(wrapt.ObjectProxy[Any]):
     def __init__(self, wrapped: Any, call: LLMCall, acc: Accumulator) -> None:
         super().__init__(wrapped)
         self._self_call = call

@@ -130,7 +130,13 @@ class Usage:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add_call(
-        self, model: str, tokens: TokenUsage | None, cost_usd: float | None, error: bool, *, per_model: bool = True
+        self,
+        model: str,
+        tokens: TokenUsage | None,
+        cost_usd: float | None,
+        error: bool,
+        *,
+        per_model: bool = True,
     ) -> None:
         with self._lock:
             self._add(tokens, cost_usd, error)

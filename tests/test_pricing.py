@@ -37,7 +37,9 @@ def random_ledger(rng: random.Random, max_input: int) -> TokenUsage:
 
 def expected(tokens: TokenUsage, model: str, provider_id: str) -> Decimal | None:
     try:
-        return calc_price(GenaiUsage(**genai_usage_values(tokens)), model, provider_id=provider_id).total_price
+        return calc_price(
+            GenaiUsage(**genai_usage_values(tokens)), model, provider_id=provider_id
+        ).total_price
     except (LookupError, ValueError):
         return None
 
@@ -59,7 +61,10 @@ def test_every_table_model_matches_calc_price() -> None:
                 if want is None:
                     continue
                 assert got is not None, (provider.id, model.id)
-                assert got.total_usd == pytest.approx(float(want), rel=1e-12, abs=1e-12), (provider.id, model.id)
+                assert got.total_usd == pytest.approx(float(want), rel=1e-12, abs=1e-12), (
+                    provider.id,
+                    model.id,
+                )
                 parts = got.input_usd + got.cache_read_usd + got.cache_write_usd + got.output_usd
                 assert parts == pytest.approx(got.total_usd, rel=1e-12, abs=1e-12)
                 compared += 1
@@ -71,8 +76,8 @@ def test_every_table_model_matches_calc_price() -> None:
     [
         ("openai", "gpt-4o", TokenUsage(input=1000, cache_read=200, output=500), 0.00725),
         ("openai", "o4-mini", TokenUsage(input=1000, output=2000, reasoning=1500), 0.0099),
-        ("anthropic", "claude-sonnet-4-5", TokenUsage(input=6300, cache_read=5000, cache_write=1000, output=400),
-         0.01215),
+        ("anthropic", "claude-sonnet-4-5",
+         TokenUsage(input=6300, cache_read=5000, cache_write=1000, output=400), 0.01215),
         ("anthropic", "claude-sonnet-4-5",
          TokenUsage(input=6300, cache_read=5000, cache_write=1000, cache_write_1h=1000, output=400), 0.0144),
     ],
@@ -87,7 +92,9 @@ def test_long_context_tier_for_gemini_pro() -> None:
     small = pricer.cost("gcp.gemini", "gemini-2.5-pro", TokenUsage(input=100_000, output=1000))
     large = pricer.cost("gcp.gemini", "gemini-2.5-pro", TokenUsage(input=250_000, output=1000))
     assert small is not None and large is not None
-    want = calc_price(GenaiUsage(input_tokens=250_000, output_tokens=1000), "gemini-2.5-pro", provider_id="google")
+    want = calc_price(
+        GenaiUsage(input_tokens=250_000, output_tokens=1000), "gemini-2.5-pro", provider_id="google"
+    )
     assert large.total_usd == pytest.approx(float(want.total_price), abs=1e-12)
     assert large.input_usd / 250_000 > small.input_usd / 100_000  # the upper tier's rate applies
 
@@ -101,7 +108,9 @@ def test_unknown_model_and_provider_have_no_cost() -> None:
 
 def test_override_prices_per_million_and_defaults() -> None:
     pricer = Pricer({"acme-*": {"input": 2.0, "output": 8.0, "cache_read": 0.5}})
-    cost = pricer.cost("openai", "acme-large", TokenUsage(input=1_000_000, cache_read=400_000, output=250_000))
+    cost = pricer.cost(
+        "openai", "acme-large", TokenUsage(input=1_000_000, cache_read=400_000, output=250_000)
+    )
     assert cost is not None and cost.source == "override"
     assert cost.total_usd == pytest.approx(600_000 * 2e-6 + 400_000 * 0.5e-6 + 250_000 * 8e-6)
     with pytest.raises(ValueError, match="unknown price field"):
@@ -116,9 +125,13 @@ def test_override_prices_per_million_and_defaults() -> None:
     st.integers(0, 2_000_000),
     st.sampled_from(["gpt-4o", "gpt-4.1", "o3", "claude-sonnet-4-5", "claude-opus-4-1", "gemini-2.5-pro"]),
 )
-def test_compiled_price_is_calc_price_for_any_valid_ledger(a: int, b: int, c: int, d: int, model: str) -> None:
+def test_compiled_price_is_calc_price_for_any_valid_ledger(
+    a: int, b: int, c: int, d: int, model: str
+) -> None:
     total = a + b + c
-    tokens = TokenUsage(input=total, cache_read=b, cache_write=c, cache_write_1h=c // 3, output=d, reasoning=d // 2)
+    tokens = TokenUsage(
+        input=total, cache_read=b, cache_write=c, cache_write_1h=c // 3, output=d, reasoning=d // 2
+    )
     provider, genai_id = (
         ("anthropic", "anthropic") if model.startswith("claude")
         else ("gcp.gemini", "google") if model.startswith("gemini") else ("openai", "openai")

@@ -158,12 +158,19 @@ def usage_from(usage: Any) -> TokenUsage | None:
     completion = get(usage, "completion_tokens")
     if completion is None:
         completion = get(usage, "output_tokens")
-    if as_count(prompt) == 0 and as_count(completion) == 0 and not _is_zero(prompt) and not _is_zero(completion):
+    if (
+        as_count(prompt) == 0
+        and as_count(completion) == 0
+        and not _is_zero(prompt)
+        and not _is_zero(completion)
+    ):
         return None
     in_details = get(usage, "prompt_tokens_details") or get(usage, "input_tokens_details")
     out_details = get(usage, "completion_tokens_details") or get(usage, "output_tokens_details")
     cache_read = as_count(get(in_details, "cached_tokens")) or as_count(get(usage, "prompt_cache_hit_tokens"))
-    cache_write = as_count(get(in_details, "cache_write_tokens")) or as_count(get(in_details, "cache_creation_tokens"))
+    cache_write = as_count(get(in_details, "cache_write_tokens")) or as_count(
+        get(in_details, "cache_creation_tokens")
+    )
     return TokenUsage.normalised(
         input=as_count(prompt),
         output=as_count(completion),
@@ -186,7 +193,9 @@ def _output_messages(response: Any) -> list[dict[str, Any]] | None:
         for choice in choices:
             message = get(choice, "message")
             content = get(message, "content") if message is not None else get(choice, "text")
-            out.append({"role": "assistant", "content": content, "finish_reason": get(choice, "finish_reason")})
+            out.append(
+                {"role": "assistant", "content": content, "finish_reason": get(choice, "finish_reason")}
+            )
         return out
     text = get(response, "output_text")
     if isinstance(text, str):
@@ -221,7 +230,7 @@ def result_from(response: Any, capture_content: bool = False) -> CallResult:
 class ChunkAccumulator:
     """Chat and legacy completion chunks: usage arrives in the last chunk, if asked for."""
 
-    __slots__ = ("complete", "hide_usage_chunk", "model", "id", "reasons", "usage", "cost", "text")
+    __slots__ = ("complete", "cost", "hide_usage_chunk", "id", "model", "reasons", "text", "usage")
 
     def __init__(self, hide_usage_chunk: bool, capture_content: bool) -> None:
         self.complete = False
@@ -247,7 +256,9 @@ class ChunkAccumulator:
                 self.reasons.append(reason)
             if self.text is not None:
                 delta = getattr(choice, "delta", None)
-                piece = getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
+                piece = (
+                    getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
+                )
                 if piece:
                     self.text.append(piece)
         usage = chunk.usage
@@ -274,7 +285,7 @@ class ChunkAccumulator:
 class ResponsesAccumulator:
     """Responses API events: the final `response.completed` (or `.incomplete`/`.failed`) has it all."""
 
-    __slots__ = ("complete", "final", "first", "capture")
+    __slots__ = ("capture", "complete", "final", "first")
 
     _FINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
@@ -316,19 +327,20 @@ class OpenAIHooks:
         self.endpoints = endpoints
         self.capture = recorder.settings.capture_content
 
-
-    def _begin(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[
-        LLMCall | None, tuple[Any, ...], dict[str, Any], str
-    ]:
+    def _begin(
+        self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[LLMCall | None, tuple[Any, ...], dict[str, Any], str]:
         try:
-            options = args[1] if len(args) > 1 else kwargs.get("options")
+            options: Any = args[1] if len(args) > 1 else kwargs.get("options")
             req = describe_request(instance, options, self.capture, self.endpoints)
             if req is None:
                 return None, args, kwargs, CHUNKS
             kind = RESPONSES if options.url == "/responses" else CHUNKS
             if req.stream and kind == CHUNKS:
                 host = req.server_address or ""
-                if not _has_stream_options(options) and wants_stream_usage(self.stream_usage, host, req.provider):
+                if not _has_stream_options(options) and wants_stream_usage(
+                    self.stream_usage, host, req.provider
+                ):
                     options = with_stream_usage(options)
                     req.attributes = {**(req.attributes or {}), sc.STREAM_USAGE_INJECTED: True}
                     kind = CHUNKS_HIDING_USAGE
@@ -360,7 +372,9 @@ class OpenAIHooks:
             in_llm_call.reset(token)
         return self._handle(call, result, kind, is_async=False)
 
-    async def async_request(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def async_request(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         if in_llm_call.get():
             return await wrapped(*args, **kwargs)
         call, args, kwargs, kind = self._safe_begin(instance, args, kwargs)
@@ -378,9 +392,9 @@ class OpenAIHooks:
             in_llm_call.reset(token)
         return self._handle(call, result, kind, is_async=True)
 
-    def _safe_begin(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[
-        LLMCall | None, tuple[Any, ...], dict[str, Any], str
-    ]:
+    def _safe_begin(
+        self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[LLMCall | None, tuple[Any, ...], dict[str, Any], str]:
         from ..budgets import BudgetExceeded
 
         try:
@@ -437,9 +451,7 @@ class OpenAIHooks:
         return parsed
 
 
-
-
-class _RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class _RawResponseProxy(wrapt.ObjectProxy[Any]):
     """`with_raw_response` (streamed) and `with_streaming_response`: finish on parse or close."""
 
     def __init__(self, wrapped: Any, call: LLMCall, hooks: OpenAIHooks, kind: str) -> None:

@@ -37,7 +37,9 @@ def attrs(span: Any) -> dict[str, Any]:
 
 
 def test_chat_golden_cost_and_semconv_attributes(telemetry: Any, openai_emulator: Any) -> None:
-    openai_emulator.push(Reply(prompt_tokens=1000, cached_tokens=200, completion_tokens=500, model="gpt-4o-2024-08-06"))
+    openai_emulator.push(
+        Reply(prompt_tokens=1000, cached_tokens=200, completion_tokens=500, model="gpt-4o-2024-08-06")
+    )
     resp = client(openai_emulator).chat.completions.create(model="gpt-4o", messages=MSGS, max_tokens=50)
     assert resp.usage is not None and resp.usage.prompt_tokens == 1000
 
@@ -106,7 +108,13 @@ def test_metrics_for_one_call(telemetry: Any, openai_emulator: Any) -> None:
     by_type = {p.attributes[sc.TOKEN_TYPE]: p for p in usage.data.data_points}
     assert by_type["input"].sum == 1000 and by_type["output"].sum == 500
     assert tuple(by_type["input"].explicit_bounds) == sc.TOKEN_BUCKETS
-    expected_labels = {sc.OPERATION_NAME, sc.PROVIDER_NAME, sc.REQUEST_MODEL, sc.RESPONSE_MODEL, sc.TOKEN_TYPE}
+    expected_labels = {
+        sc.OPERATION_NAME,
+        sc.PROVIDER_NAME,
+        sc.REQUEST_MODEL,
+        sc.RESPONSE_MODEL,
+        sc.TOKEN_TYPE,
+    }
     assert set(by_type["input"].attributes) == expected_labels
 
     duration = telemetry.metric(sc.METRIC_OPERATION_DURATION)
@@ -192,7 +200,9 @@ def test_missing_usage_is_marked_not_invented(telemetry: Any, openai_emulator: A
 
 
 def test_malformed_usage_never_breaks_the_call(telemetry: Any, openai_emulator: Any) -> None:
-    openai_emulator.push(Reply(raw_usage={"prompt_tokens": "many", "completion_tokens": -4, "total_tokens": None}))
+    openai_emulator.push(
+        Reply(raw_usage={"prompt_tokens": "many", "completion_tokens": -4, "total_tokens": None})
+    )
     resp = client(openai_emulator).chat.completions.create(model="gpt-4o", messages=MSGS)
     assert resp.choices[0].message.content
     a = attrs(telemetry.one_llm_span())
@@ -255,7 +265,10 @@ def test_stream_usage_default_asks_only_known_endpoints(telemetry: Any, openai_e
 def test_stream_usage_off_never_touches_request(instrument_with: Any, openai_emulator: Any) -> None:
     instrument_with(stream_usage="off")
     azure = openai.AzureOpenAI(
-        azure_endpoint=openai_emulator.azure_endpoint, api_version="2024-10-21", api_key=API_KEY, max_retries=0
+        azure_endpoint=openai_emulator.azure_endpoint,
+        api_version="2024-10-21",
+        api_key=API_KEY,
+        max_retries=0,
     )
     list(azure.chat.completions.create(model="gpt-4o", messages=MSGS, stream=True))
     assert openai_emulator.requests[-1].json.get("stream_options") is None
@@ -277,7 +290,10 @@ def test_caller_asked_usage_chunk_is_passed_through(instrument_with: Any, openai
 
 def test_azure_client_provider_and_stream_usage(telemetry: Any, openai_emulator: Any) -> None:
     azure = openai.AzureOpenAI(
-        azure_endpoint=openai_emulator.azure_endpoint, api_version="2024-10-21", api_key=API_KEY, max_retries=0
+        azure_endpoint=openai_emulator.azure_endpoint,
+        api_version="2024-10-21",
+        api_key=API_KEY,
+        max_retries=0,
     )
     openai_emulator.push(Reply(prompt_tokens=100, completion_tokens=10, model="gpt-4o-2024-11-20"))
     chunks = list(azure.chat.completions.create(model="my-deployment", messages=MSGS, stream=True))
@@ -308,7 +324,9 @@ def test_provider_from_host(host: str, azure: bool, provider: str) -> None:
 
     assert provider_for_host(host, azure, {}) == provider
     assert provider_for_host(host, azure, {host: "vllm"}) == "vllm"
-    assert wants_stream_usage("known", host, provider) == (provider == "azure.ai.openai" or host == "api.openai.com")
+    assert wants_stream_usage("known", host, provider) == (
+        provider == "azure.ai.openai" or host == "api.openai.com"
+    )
 
 
 def test_time_to_first_chunk_and_per_chunk(instrument_with: Any, openai_emulator: Any) -> None:
@@ -339,7 +357,9 @@ def test_stream_break_then_close_ends_once_incomplete(instrument_with: Any, open
 def test_stream_with_block_exit_ends_span(instrument_with: Any, openai_emulator: Any) -> None:
     t = instrument_with(stream_usage="always")
     openai_emulator.push(Reply(chunks=10))
-    with client(openai_emulator).chat.completions.create(model="gpt-4o", messages=MSGS, stream=True) as stream:
+    with client(openai_emulator).chat.completions.create(
+        model="gpt-4o", messages=MSGS, stream=True
+    ) as stream:
         next(iter(stream))
     assert attrs(t.one_llm_span())[sc.STREAM_INCOMPLETE] is True
 
@@ -359,7 +379,9 @@ def test_stream_cut_midway_records_error_and_reraises(instrument_with: Any, open
     openai_emulator.push(Reply(chunks=10, cut_after=3))
     got = []
     with pytest.raises(Exception) as caught:  # whatever the SDK raises (httpx or openai error), unchanged
-        for chunk in client(openai_emulator).chat.completions.create(model="gpt-4o", messages=MSGS, stream=True):
+        for chunk in client(openai_emulator).chat.completions.create(
+            model="gpt-4o", messages=MSGS, stream=True
+        ):
             got.append(chunk)
     assert 0 < len(got) <= 3
     span = t.one_llm_span()
@@ -473,8 +495,12 @@ class City(BaseModel):
 
 
 def test_parse_with_pydantic_response_format(telemetry: Any, openai_emulator: Any) -> None:
-    openai_emulator.push(Reply(text='{"name": "Paris", "country": "France"}', prompt_tokens=90, completion_tokens=12))
-    parsed = client(openai_emulator).chat.completions.parse(model="gpt-4o", messages=MSGS, response_format=City)
+    openai_emulator.push(
+        Reply(text='{"name": "Paris", "country": "France"}', prompt_tokens=90, completion_tokens=12)
+    )
+    parsed = client(openai_emulator).chat.completions.parse(
+        model="gpt-4o", messages=MSGS, response_format=City
+    )
     assert parsed.choices[0].message.parsed == City(name="Paris", country="France")
     assert attrs(telemetry.one_llm_span())[sc.USAGE_INPUT_TOKENS] == 90
 
@@ -496,7 +522,9 @@ def test_with_raw_response_and_streaming_response(instrument_with: Any, openai_e
         assert resp.parse().usage.prompt_tokens == 13
 
     openai_emulator.push(Reply(prompt_tokens=14, completion_tokens=2, chunks=2))
-    with c.chat.completions.with_streaming_response.create(model="gpt-4o", messages=MSGS, stream=True) as resp:
+    with c.chat.completions.with_streaming_response.create(
+        model="gpt-4o", messages=MSGS, stream=True
+    ) as resp:
         assert len(list(resp.parse())) == 2
 
     inputs = sorted(attrs(s)[sc.USAGE_INPUT_TOKENS] for s in t.llm_spans())
