@@ -35,7 +35,12 @@ def test_zero_code_instrumentation_via_entry_point(tmp_path: Path) -> None:
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
     out = subprocess.run(
-        [str(launcher), sys.executable, str(app)], env=env, capture_output=True, text=True, timeout=120, check=True
+        [str(launcher), sys.executable, str(app)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout
     spans = []
     decoder = json.JSONDecoder()

@@ -22,7 +22,9 @@ def test_metrics_endpoint_series_names(openai_emulator: Any) -> None:
     port = free_port()
     otel_llm_usage.instrument(prometheus_port=port)
     try:
-        openai_emulator.push(Reply(prompt_tokens=1000, cached_tokens=200, completion_tokens=500, model="gpt-4o"))
+        openai_emulator.push(
+            Reply(prompt_tokens=1000, cached_tokens=200, completion_tokens=500, model="gpt-4o")
+        )
         c = openai.OpenAI(base_url=openai_emulator.base_url, api_key="k", max_retries=0)
         c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()

@@ -27,7 +27,9 @@ def test_normalised_ledger_always_satisfies_invariants(values: tuple[Any, ...]) 
 
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-(10**12), 10**12), st.floats(), st.text(max_size=8)),
-    lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(st.text(max_size=12), children, max_size=4)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=12,
 )
 usage_keys = st.sampled_from(
@@ -38,7 +40,9 @@ usage_keys = st.sampled_from(
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.dictionaries(usage_keys, st.one_of(json_values, st.dictionaries(usage_keys, json_values)), max_size=8))
+@given(
+    st.dictionaries(usage_keys, st.one_of(json_values, st.dictionaries(usage_keys, json_values)), max_size=8)
+)
 def test_openai_usage_extraction_never_raises_and_is_valid(payload: dict[str, Any]) -> None:
     ledger = usage_from(payload)
     assert ledger is None or ledger.valid()
