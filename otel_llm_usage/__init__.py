@@ -6,6 +6,7 @@ client library.
 
 from .budgets import Budget, BudgetExceeded
 from .instrumentor import LLMUsageInstrumentor, instrument, uninstrument
+from .manual import ManualCall, record_call
 from .pricing import ModelPrice
 from .usage import TokenUsage, Usage
 from .version import __version__
@@ -14,10 +15,12 @@ __all__ = [
     "Budget",
     "BudgetExceeded",
     "LLMUsageInstrumentor",
+    "ManualCall",
     "ModelPrice",
     "TokenUsage",
     "Usage",
     "__version__",
     "instrument",
+    "record_call",
     "uninstrument",
 ]

@@ -99,15 +99,22 @@ class Recorder:
             "Mean time between consecutive chunks of a streamed call, after the first.",
             explicit_bucket_boundaries_advisory=list(sc.TIME_PER_CHUNK_BUCKETS),
         )  # fmt: skip
+        self.utilization = meter.create_histogram(
+            sc.METRIC_CONTEXT_UTILIZATION, "1", "Input tokens as a share of the model's context window.",
+            explicit_bucket_boundaries_advisory=list(sc.UTILIZATION_BUCKETS),
+        )  # fmt: skip
         self.tokens = meter.create_counter(sc.METRIC_TOKENS, sc.UNIT_TOKEN, "Tokens by disjoint bucket.")
         self.cost = meter.create_counter(sc.METRIC_COST, sc.UNIT_USD, "Cost of LLM calls in US dollars.")
         self.unpriced = meter.create_counter(
             sc.METRIC_UNPRICED, sc.UNIT_REQUEST, "LLM calls with usage but no known price."
         )
 
-    def start(self, req: CallRequest) -> LLMCall:
-        for hook in self.before_call:
-            hook(req)  # budgets raise from here, before any request is sent
+    def start(
+        self, req: CallRequest, *, start_time_ns: int | None = None, check_budgets: bool = True
+    ) -> LLMCall:
+        if check_budgets:
+            for hook in self.before_call:
+                hook(req)  # budgets raise from here, before any request is sent
         scope = current_scope.get()
         attrs: dict[str, Any] = {
             sc.LLM_CALL_MARK: True,
@@ -135,7 +142,7 @@ class Recorder:
         if self.settings.capture_content and req.input_messages is not None:
             attrs[sc.INPUT_MESSAGES] = _truncate_json(req.input_messages, self.settings.max_content_length)
         name = f"{req.operation} {req.model}" if req.model else req.operation
-        span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
+        span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, start_time=start_time_ns)
         metric_attrs: dict[str, Any] = {sc.OPERATION_NAME: req.operation, sc.PROVIDER_NAME: req.provider}
         if req.model:
             metric_attrs[sc.REQUEST_MODEL] = req.model
@@ -150,7 +157,19 @@ class Recorder:
 class LLMCall:
     """One call in flight. `finish` and `fail` are idempotent: the span ends exactly once."""
 
-    __slots__ = ("_ctx_token", "_mattrs", "_rec", "chunks", "done", "req", "span", "t0", "t_first", "t_last")
+    __slots__ = (
+        "_ctx_token",
+        "_mattrs",
+        "_rec",
+        "chunks",
+        "done",
+        "end_time_ns",
+        "req",
+        "span",
+        "t0",
+        "t_first",
+        "t_last",
+    )
 
     def __init__(
         self, rec: Recorder, req: CallRequest, span: trace.Span, metric_attrs: dict[str, Any]
@@ -165,6 +184,7 @@ class LLMCall:
         self.chunks = 0
         self.done = False
         self._ctx_token: object | None = None
+        self.end_time_ns: int | None = None  # set only for calls recorded after the fact
 
     # The span is current while the request is sent, so HTTP-client spans nest beneath it.
     def activate(self) -> None:
@@ -187,17 +207,21 @@ class LLMCall:
             return
         self.done = True
         try:
-            self._finish(result or CallResult(), incomplete, None)
+            self._finish(result or CallResult(), incomplete, None, "")
         except Exception as exc:  # never let telemetry break the caller
             report("recorder.finish", exc)
             self._end_quietly()
 
-    def fail(self, exc: BaseException, result: CallResult | None = None) -> None:
+    def fail(self, exc: BaseException | str, result: CallResult | None = None) -> None:
+        """End as failed: `exc` is the exception, or an error type name given by the user."""
         if self.done:
             return
         self.done = True
         try:
-            self._finish(result or CallResult(), self.chunks > 0, exc)
+            if isinstance(exc, str):
+                self._finish(result or CallResult(), self.chunks > 0, exc, exc)
+            else:
+                self._finish(result or CallResult(), self.chunks > 0, error_type(exc), str(exc))
         except Exception as inner:
             report("recorder.fail", inner)
             self._end_quietly()
@@ -208,10 +232,9 @@ class LLMCall:
         except Exception:
             pass
 
-    def _finish(self, res: CallResult, incomplete: bool, exc: BaseException | None) -> None:
+    def _finish(self, res: CallResult, incomplete: bool, etype: str | None, message: str) -> None:
         rec, req, span = self._rec, self.req, self.span
-        end = time.perf_counter()
-        duration = end - self.t0
+        duration = time.perf_counter() - self.t0
         attrs: dict[str, Any] = {}
         mattrs = self._mattrs
         if res.response_model:
@@ -227,13 +250,14 @@ class LLMCall:
                 attrs[sc.STREAM_INCOMPLETE] = True
             if self.chunks:
                 attrs[sc.RESPONSE_TIME_TO_FIRST_CHUNK] = self.t_first - self.t0
-        if exc is not None:
-            etype = error_type(exc)
+        if etype is not None:
             attrs[sc.ERROR_TYPE] = etype
             mattrs[sc.ERROR_TYPE] = etype
-            span.set_status(Status(StatusCode.ERROR, str(exc)[:256] or etype))
+            span.set_status(Status(StatusCode.ERROR, message[:256] or etype))
         usage = res.usage
         cost: Cost | None = None
+        window: int | None = None
+        utilization = 0.0
         if usage is None:
             attrs[sc.USAGE_SOURCE] = sc.USAGE_SOURCE_MISSING
         else:
@@ -253,7 +277,13 @@ class LLMCall:
             if usage.output_audio:
                 attrs[sc.USAGE_AUDIO_OUTPUT_TOKENS] = usage.output_audio
             model = res.response_model or req.model
-            cost = rec.pricer.cost(req.provider, model, usage)
+            price = rec.pricer.resolve(req.provider, model) if model else None
+            cost = price.cost(usage) if price is not None else None
+            window = price.context_window if price is not None else None
+            if window:
+                utilization = usage.input / window
+                attrs[sc.CONTEXT_WINDOW] = window
+                attrs[sc.CONTEXT_UTILIZATION] = utilization
             if cost is not None:
                 attrs[sc.COST_INPUT_USD] = cost.input_usd
                 attrs[sc.COST_CACHE_READ_USD] = cost.cache_read_usd
@@ -275,7 +305,7 @@ class LLMCall:
         if rec.settings.capture_content and res.output_messages is not None:
             attrs[sc.OUTPUT_MESSAGES] = _truncate_json(res.output_messages, rec.settings.max_content_length)
         span.set_attributes(attrs)
-        span.end()
+        span.end(end_time=self.end_time_ns)
 
         rec.duration.record(duration, mattrs)
         if req.stream and self.chunks:
@@ -295,5 +325,7 @@ class LLMCall:
                 tokens.add(usage.reasoning, {**mattrs, sc.LLM_TOKEN_TYPE: "reasoning"})
             if total_cost is None:
                 rec.unpriced.add(1, mattrs)
+            if window:
+                rec.utilization.record(utilization, mattrs)
         if total_cost is not None:
             rec.cost.add(total_cost, mattrs)

@@ -51,6 +51,8 @@ STREAM_INCOMPLETE: Final = "llm_usage.stream.incomplete"
 STREAM_CHUNKS: Final = "llm_usage.stream.chunks"
 STREAM_USAGE_INJECTED: Final = "llm_usage.stream.usage_requested"
 PRICE_MODEL: Final = "llm_usage.price.model"
+CONTEXT_WINDOW: Final = "llm_usage.context.window"
+CONTEXT_UTILIZATION: Final = "llm_usage.context.utilization"
 # Marks spans this package recorded, so rollups never sum another instrumentation's spans.
 LLM_CALL_MARK: Final = "llm_usage.call"
 
@@ -106,6 +108,8 @@ METRIC_SESSION_TOKENS: Final = "llm_usage.session.tokens"
 METRIC_SESSION_REQUESTS: Final = "llm_usage.session.requests"
 METRIC_SESSION_RUNS: Final = "llm_usage.session.runs"
 METRIC_LATE_SPANS: Final = "llm_usage.rollup.late_calls"
+METRIC_CONTEXT_UTILIZATION: Final = "llm_usage.context.utilization"
+METRIC_RUN_TIME_TO_FIRST_TOKEN: Final = "llm_usage.run.time_to_first_token"
 
 LLM_TOKEN_TYPE: Final = "llm_usage.token.type"
 
@@ -135,6 +139,7 @@ COST_BUCKETS: Final = (
 RUN_DURATION_BUCKETS: Final = (
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 )  # fmt: skip
+UTILIZATION_BUCKETS: Final = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 COUNT_BUCKETS: Final = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 # Attributes allowed as metric labels by default: low cardinality only.

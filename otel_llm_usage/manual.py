@@ -1,0 +1,233 @@
+"""`record_call()`: record a call that no patched library made (a gateway, a batch result file).
+
+The call becomes the same CLIENT span, with the same metrics and rollups, as an instrumented one.
+Input is validated strictly: this is the user's own call, so a clear `ValueError` beats a silent
+fix, and nothing is recorded from bad input.
+"""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import Any, overload
+
+from . import semconv as sc
+from .instrumentor import active_instrumentor
+from .recorder import CallRequest, CallResult, LLMCall, Recorder
+from .usage import TokenUsage
+
+
+def _count(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
+    return value
+
+
+def _seconds(name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"{name} must be a non-negative number of seconds, not {value!r}")
+    return float(value)
+
+
+def ledger(
+    input_tokens: object,
+    output_tokens: object,
+    cache_read_tokens: object = 0,
+    cache_write_tokens: object = 0,
+    reasoning_tokens: object = 0,
+) -> TokenUsage:
+    """A ledger from semantic-convention counts (input includes cache), or ValueError naming the bad one."""
+    inp = _count("input_tokens", input_tokens)
+    out = _count("output_tokens", output_tokens)
+    cr = _count("cache_read_tokens", cache_read_tokens)
+    cw = _count("cache_write_tokens", cache_write_tokens)
+    rs = _count("reasoning_tokens", reasoning_tokens)
+    if cr + cw > inp:
+        raise ValueError(
+            f"cache_read_tokens + cache_write_tokens ({cr} + {cw}) exceed input_tokens ({inp}); "
+            "input_tokens is the total input including cache"
+        )
+    if rs > out:
+        raise ValueError(f"reasoning_tokens ({rs}) exceed output_tokens ({out}); output includes reasoning")
+    return TokenUsage(input=inp, output=out, cache_read=cr, cache_write=cw, reasoning=rs)
+
+
+def _recorder() -> Recorder:
+    inst = active_instrumentor()
+    if inst is None or inst.recorder is None:
+        raise RuntimeError("record_call() needs otel_llm_usage.instrument() to have been called")
+    return inst.recorder
+
+
+def _request(
+    model: object, provider: object, operation: str, attributes: dict[str, Any] | None
+) -> CallRequest:
+    if not isinstance(model, str) or not model.strip():
+        raise ValueError(f"model must be a non-empty string, not {model!r}")
+    if not isinstance(provider, str) or not provider.strip():
+        raise ValueError(f"provider must be a non-empty string, not {provider!r}")
+    if not isinstance(operation, str) or not operation:
+        raise ValueError(f"operation must be a non-empty string, not {operation!r}")
+    return CallRequest(operation=operation, provider=provider, model=model, attributes=dict(attributes or {}))
+
+
+class ManualCall:
+    """Times a call made inside `with record_call(model=..., provider=...) as call:`."""
+
+    def __init__(self, req: CallRequest, agent: str | None, cost_usd: float | None) -> None:
+        self._req = req
+        self._agent = agent
+        self._cost = cost_usd
+        self._usage: TokenUsage | None = None
+        self._response_model: str | None = None
+        self._call: LLMCall | None = None
+        self._scope_token: Any = None
+
+    def set_usage(
+        self,
+        *,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        response_model: str | None = None,
+        cost_usd: float | None = None,
+    ) -> None:
+        self._usage = ledger(
+            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens
+        )
+        self._response_model = response_model
+        if cost_usd is not None:
+            self._cost = _cost(cost_usd)
+
+    def __enter__(self) -> ManualCall:
+        rec = _recorder()
+        self._scope_token = _enter_agent(self._agent)
+        self._call = rec.start(self._req)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            call = self._call
+            if call is None:
+                return
+            result = CallResult(
+                response_model=self._response_model, usage=self._usage, provider_cost=self._cost
+            )
+            if exc is not None:
+                call.fail(exc, result)
+            else:
+                call.finish(result)
+        finally:
+            _exit_agent(self._scope_token)
+
+
+def _cost(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"cost_usd must be a non-negative number, not {value!r}")
+    return float(value)
+
+
+def _enter_agent(agent: str | None) -> Any:
+    if agent is None:
+        return None
+    from dataclasses import replace
+
+    from .context import current_scope
+
+    return current_scope.set(replace(current_scope.get(), agent=agent))
+
+
+def _exit_agent(token: Any) -> None:
+    if token is not None:
+        from .context import current_scope
+
+        current_scope.reset(token)
+
+
+@overload
+def record_call(
+    *, model: str, provider: str, input_tokens: int, output_tokens: int, cache_read_tokens: int = ...,
+    cache_write_tokens: int = ..., reasoning_tokens: int = ..., agent: str | None = ..., operation: str = ...,
+    duration_s: float | None = ..., time_to_first_chunk_s: float | None = ..., cost_usd: float | None = ...,
+    error_type: str | None = ..., attributes: dict[str, Any] | None = ..., response_model: str | None = ...,
+) -> None: ...  # fmt: skip
+
+
+@overload
+def record_call(
+    *, model: str, provider: str, agent: str | None = ..., operation: str = ...,
+    cost_usd: float | None = ..., attributes: dict[str, Any] | None = ...,
+) -> ManualCall: ...  # fmt: skip
+
+
+def record_call(
+    *,
+    model: str,
+    provider: str,
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
+    cache_read_tokens: int = 0,
+    cache_write_tokens: int = 0,
+    reasoning_tokens: int = 0,
+    agent: str | None = None,
+    operation: str = sc.OP_CHAT,
+    duration_s: float | None = None,
+    time_to_first_chunk_s: float | None = None,
+    cost_usd: float | None = None,
+    error_type: str | None = None,
+    attributes: dict[str, Any] | None = None,
+    response_model: str | None = None,
+) -> ManualCall | None:
+    """Record one LLM call made outside any patched library.
+
+    With `input_tokens` and `output_tokens`, the call is recorded now (ending now, lasting
+    `duration_s`). Without them, returns a context manager that times the block:
+    `with record_call(model=..., provider=...) as call: ...; call.set_usage(...)`.
+    `input_tokens` is the total input INCLUDING cache reads and writes, as in the semantic
+    conventions; `output_tokens` includes reasoning.
+    """
+    req = _request(model, provider, operation, attributes)
+    cost = _cost(cost_usd) if cost_usd is not None else None
+    if input_tokens is None and output_tokens is None:
+        for name, value in (("duration_s", duration_s), ("time_to_first_chunk_s", time_to_first_chunk_s)):
+            if value is not None:
+                raise ValueError(
+                    f"{name} is measured by the context manager; give it only with the token counts"
+                )
+        return ManualCall(req, agent, cost)
+    if input_tokens is None or output_tokens is None:
+        raise ValueError("input_tokens and output_tokens must be given together")
+    tokens = ledger(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
+    duration = _seconds("duration_s", duration_s) or 0.0
+    ttfc = _seconds("time_to_first_chunk_s", time_to_first_chunk_s)
+    if ttfc is not None and ttfc > duration:
+        raise ValueError(f"time_to_first_chunk_s ({ttfc}) exceeds duration_s ({duration})")
+    if error_type is not None and (not isinstance(error_type, str) or not error_type):
+        raise ValueError(f"error_type must be a non-empty string, not {error_type!r}")
+    rec = _recorder()
+    req.stream = ttfc is not None
+    token = _enter_agent(agent)
+    try:
+        end_ns = time.time_ns()
+        call = rec.start(req, start_time_ns=end_ns - int(duration * 1e9), check_budgets=False)
+        call.end_time_ns = end_ns
+        call.t0 = time.perf_counter() - duration
+        if ttfc is not None:
+            call.chunks = 1
+            call.t_first = call.t_last = call.t0 + ttfc
+        result = CallResult(response_model=response_model, usage=tokens, provider_cost=cost)
+        if error_type is not None:
+            call.fail(error_type, result)
+        else:
+            call.finish(result)
+    finally:
+        _exit_agent(token)
+    return None
