@@ -31,7 +31,23 @@ DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 
 TIME_TO_FIRST_CHUNK_BUCKETS = (
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 )  # fmt: skip
-TIME_PER_CHUNK_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+TIME_PER_CHUNK_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+)
 COST_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 50.0, 100.0)
 RUN_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 COUNT_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
@@ -347,7 +363,9 @@ def test_le_matchers_select_exactly_one_bucket_boundary(where: str, expr: str, e
             assert len(hits) == 1, f"{metric}{{le{op}{raw!r}}} matches boundaries {hits} of {boundaries}"
             (le,) = hits
             for spelling in (le, _go_float(le)):
-                assert re.fullmatch(pattern, spelling), f"{metric}: le matcher {raw!r} misses the spelling {spelling!r}"
+                assert re.fullmatch(pattern, spelling), (
+                    f"{metric}: le matcher {raw!r} misses the spelling {spelling!r}"
+                )
     assert found, f"{where}: no le matcher inside a selector"
 
 
@@ -379,7 +397,8 @@ def test_recording_rules_are_named_and_unique() -> None:
     for labels in wanted:
         for projected in (False, True):
             assert any(
-                labels <= label_names(r["expr"]) and ("* 730" in r["expr"]) == projected for r in recording_rules()
+                labels <= label_names(r["expr"]) and ("* 730" in r["expr"]) == projected
+                for r in recording_rules()
             ), f"no {'monthly projection' if projected else 'hourly spend'} by {sorted(labels)}"
 
 
@@ -407,10 +426,15 @@ def test_every_alert_rule_has_a_firing_and_a_silent_case() -> None:
 
 def test_every_recording_rule_is_tested() -> None:
     exprs = [
-        case["expr"] for group in _rule_tests() for case in group.get("promql_expr_test", []) if case.get("exp_samples")
+        case["expr"]
+        for group in _rule_tests()
+        for case in group.get("promql_expr_test", [])
+        if case.get("exp_samples")
     ]
     for rule in recording_rules():
-        assert any(rule["record"] in metric_names(e) for e in exprs), f"{rule['record']} has no unit test with samples"
+        assert any(rule["record"] in metric_names(e) for e in exprs), (
+            f"{rule['record']} has no unit test with samples"
+        )
 
 
 # --- promtool and amtool ----------------------------------------------------------------------
@@ -470,7 +494,9 @@ def test_alert_unit_tests_catch_a_broken_rule(index: int, mutation: str, tmp_pat
     # Only the test groups about this alert, which keeps the run short.
     alert = alert_rules()[index]["alert"]
     suite = yaml.safe_load((PROM / "tests/alerts_test.yml").read_text())
-    suite["tests"] = [g for g in suite["tests"] if any(c["alertname"] == alert for c in g.get("alert_rule_test", []))]
+    suite["tests"] = [
+        g for g in suite["tests"] if any(c["alertname"] == alert for c in g.get("alert_rule_test", []))
+    ]
     assert suite["tests"], f"no test group for {alert}"
     (copy_dir / "tests/mutation_test.yml").write_text(yaml.safe_dump(suite, sort_keys=False))
     result = run(promtool, "test", "rules", "tests/mutation_test.yml", cwd=copy_dir)
@@ -513,7 +539,9 @@ def test_collector_pipelines_reference_defined_components() -> None:
         assert pipeline.get("receivers") and pipeline.get("exporters"), f"pipeline {name} is incomplete"
         for kind in used:
             for component in pipeline.get(kind, []):
-                assert component in (cfg.get(kind) or {}), f"pipeline {name}: {kind[:-1]} {component} is not defined"
+                assert component in (cfg.get(kind) or {}), (
+                    f"pipeline {name}: {kind[:-1]} {component} is not defined"
+                )
                 used[kind].add(component)
     for kind, names in used.items():
         assert set(cfg.get(kind) or {}) == names, f"{kind} defined but never used: {set(cfg[kind]) - names}"
@@ -526,7 +554,8 @@ def test_collector_traces_are_tail_sampled_before_batching() -> None:
     assert processors[0] == "memory_limiter"
     assert processors.index("tail_sampling") < processors.index("batch")
     assert any(
-        e.split("/")[0] == "otlp" and cfg["exporters"][e]["endpoint"].startswith("jaeger:") for e in traces["exporters"]
+        e.split("/")[0] == "otlp" and cfg["exporters"][e]["endpoint"].startswith("jaeger:")
+        for e in traces["exporters"]
     )
     assert cfg["service"]["pipelines"]["metrics"]["exporters"] == ["prometheus"]
 
@@ -632,7 +661,9 @@ def test_prometheus_targets_and_rule_files_match_compose() -> None:
         assert local.exists(), f"rule file {rule_file} does not exist"
         in_container = os.path.normpath(os.path.join(os.path.dirname(config_path), rule_file))
         assert mounts.get(in_container) == local, f"{rule_file} is not mounted at {in_container}"
-    assert {p.name for p in PROM.glob("*.yml")} - {"prometheus.yml"} == {Path(f).name for f in cfg["rule_files"]}
+    assert {p.name for p in PROM.glob("*.yml")} - {"prometheus.yml"} == {
+        Path(f).name for f in cfg["rule_files"]
+    }
 
     jobs = {job["job_name"]: job for job in cfg["scrape_configs"]}
     collector_port = _port(collector()["exporters"]["prometheus"]["endpoint"])
@@ -726,10 +757,16 @@ def test_dashboard_covers_the_required_views(emitted: Emitted) -> None:
     def label(attribute: str) -> str:
         return attribute.replace(".", "_")
 
-    queries = [(panel["type"], target["expr"]) for panel in dashboard_panels() for target in panel.get("targets", [])]
+    queries = [
+        (panel["type"], target["expr"]) for panel in dashboard_panels() for target in panel.get("targets", [])
+    ]
 
     def find(
-        series: str, *, labels: frozenset[str] = frozenset(), text: tuple[str, ...] = (), panel: str | None = None
+        series: str,
+        *,
+        labels: frozenset[str] = frozenset(),
+        text: tuple[str, ...] = (),
+        panel: str | None = None,
     ) -> bool:
         return any(
             series in metric_names(expr)
@@ -748,7 +785,8 @@ def test_dashboard_covers_the_required_views(emitted: Emitted) -> None:
         "tokens by type": find(tokens, labels=frozenset({label("llm_usage.token.type")})),
         "cache-hit ratio": find(tokens, text=('"cache_read"', '"input"', "/")),
         "error rate": find(
-            emitted.name("gen_ai.client.operation.duration", "_count"), labels=frozenset({label("error.type")})
+            emitted.name("gen_ai.client.operation.duration", "_count"),
+            labels=frozenset({label("error.type")}),
         ),
         "unpriced requests": find(emitted.name("llm_usage.requests.unpriced", "_total")),
     }
