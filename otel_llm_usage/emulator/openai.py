@@ -17,8 +17,9 @@ import string
 import struct
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 from ._server import EmulatorServer, Exchange, RecordedRequest, ReplyQueue, iter_pieces
@@ -78,7 +79,21 @@ _ERROR_DEFAULTS: dict[int, tuple[str, str | None, str]] = {
 
 @dataclass
 class Reply:
-    """One scripted answer. Every field has a default, so ``Reply()`` is a plain successful reply."""
+    """One scripted answer. Every field has a default, so ``Reply()`` is a plain successful reply.
+
+    ``status`` >= 400 sends OpenAI's error body (``error_type``, ``error_code`` and ``message``
+    default per status) and no ``Retry-After``. ``model`` defaults to the request's model (the
+    Azure deployment when the body has none). ``prompt_tokens`` defaults to an estimate from the
+    request's messages/input/prompt; ``completion_tokens`` to the text's word count plus
+    ``reasoning_tokens`` and ``audio_completion_tokens``. ``cost`` adds ``usage.cost`` as OpenRouter
+    does; ``raw_usage`` replaces the usage object verbatim; ``omit_usage`` leaves it out everywhere.
+
+    Streams split ``text`` into ``chunks`` content events. ``usage_in_stream`` ``None`` follows the
+    request (``stream_options.include_usage`` for chat and legacy completions; always for
+    responses), ``True``/``False`` force it. ``cut_after`` drops the connection after that many SSE
+    events (``data: [DONE]`` included) without the terminating chunk. ``delay_s`` is waited before
+    answering, ``chunk_delay_s`` between stream events.
+    """
 
     status: int = 200
     text: str | None = None
@@ -210,8 +225,10 @@ class OpenAIEmulator(EmulatorServer):
     """OpenAI-compatible HTTP server on ``127.0.0.1`` for tests and demos.
 
     ``base_url`` is what ``OpenAI(base_url=...)`` takes; ``azure_endpoint`` is what
-    ``AzureOpenAI(azure_endpoint=...)`` takes. Each model request consumes one :class:`Reply`
-    pushed with :meth:`push` (a default ``Reply()`` when none is queued).
+    ``AzureOpenAI(azure_endpoint=...)`` takes. Each well-formed request to a model endpoint (chat,
+    responses, embeddings, completions) consumes one :class:`Reply` pushed with :meth:`push`, or a
+    default ``Reply()`` when none is queued; ``GET /models``, unknown paths and unparseable bodies
+    are answered without consuming one.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -252,12 +269,22 @@ class OpenAIEmulator(EmulatorServer):
         with self._served_lock:
             self._served.requests += 1
 
-    def _add_usage(self, tally: _Tally) -> None:
+    def _add_usage(self, tally: _Tally, sign: int = 1) -> None:
         with self._served_lock:
-            self._served.prompt_tokens += tally.prompt
-            self._served.completion_tokens += tally.completion
-            self._served.cached_tokens += tally.cached
-            self._served.reasoning_tokens += tally.reasoning
+            self._served.prompt_tokens += sign * tally.prompt
+            self._served.completion_tokens += sign * tally.completion
+            self._served.cached_tokens += sign * tally.cached
+            self._served.reasoning_tokens += sign * tally.reasoning
+
+    def _send_counted(self, tally: _Tally | None, send: Callable[[], bool]) -> bool:
+        """Send usage-bearing bytes, counting them first: a client may read ``served`` as soon as it
+        has the bytes, so counting afterwards would race with it. A failed write is uncounted."""
+        if tally is not None:
+            self._add_usage(tally)
+        sent = send()
+        if not sent and tally is not None:
+            self._add_usage(tally, sign=-1)
+        return sent
 
     def handle(self, exchange: Exchange) -> None:
         request = exchange.request
@@ -329,8 +356,7 @@ class OpenAIEmulator(EmulatorServer):
             self._stream(exchange, _stream_events(call), reply, headers)
             return
         payload, tally = _json_body(call)
-        if exchange.send_json(reply.status, payload, headers) and tally is not None:
-            self._add_usage(tally)
+        self._send_counted(tally, lambda: exchange.send_json(reply.status, payload, headers))
 
     def _stream(
         self, exchange: Exchange, events: list[_Event], reply: Reply, headers: dict[str, str]
@@ -342,10 +368,8 @@ class OpenAIEmulator(EmulatorServer):
             if index and not exchange.sleep(reply.chunk_delay_s):
                 exchange.abort()
                 return
-            if not exchange.write_sse(event.data, event.event):
+            if not self._send_counted(event.tally, partial(exchange.write_sse, event.data, event.event)):
                 return
-            if event.tally is not None:
-                self._add_usage(event.tally)
         if reply.cut_after is not None:
             exchange.abort()
             return
