@@ -5,7 +5,7 @@ VENV_OPENAI2 := .venv-openai2
 PY := $(VENV)/bin/python
 PY2 := $(VENV_OPENAI2)/bin/python
 PIP_FLAGS := --disable-pip-version-check -q
-EXTRAS := test,dev,openai,anthropic,prometheus
+EXTRAS := test,dev,openai,anthropic,bedrock,prometheus
 
 .PHONY: test demo lint test-openai2 bench clean
 

@@ -23,6 +23,8 @@ ENV_PROMETHEUS_PORT = "OTEL_LLM_USAGE_PROMETHEUS_PORT"
 ENV_ROLLUPS = "OTEL_LLM_USAGE_ROLLUPS"
 ENV_MAX_SESSIONS = "OTEL_LLM_USAGE_MAX_SESSIONS"
 ENV_SESSION_IDLE = "OTEL_LLM_USAGE_SESSION_IDLE_SECONDS"
+ENV_ANTHROPIC_NATIVE_SPANS = "OTEL_LLM_USAGE_ANTHROPIC_NATIVE_SPANS"
+ANTHROPIC_NATIVE_SPANS_MODES = ("suppress", "keep")
 
 
 def _env_bool(name: str) -> bool | None:
@@ -59,6 +61,9 @@ class Options:
     max_sessions: int = 10_000
     session_idle_seconds: float = 1800.0
     prometheus_port: int | None = None
+    # The anthropic SDK's own span of a recorded call: "suppress" it (one span per call) or "keep"
+    # it as a child of ours.
+    anthropic_native_spans: str = "suppress"
 
     @classmethod
     def resolve(cls, kwargs: dict[str, Any]) -> Options:
@@ -84,6 +89,9 @@ class Options:
         if stream_usage not in ("off", "known", "always"):
             raise ValueError(f"stream_usage must be 'off', 'known' or 'always', not {stream_usage!r}")
         metric_attributes: Sequence[str] = pick("metric_attributes", _env_list(ENV_METRIC_ATTRIBUTES))
+        native_spans = pick("anthropic_native_spans", os.environ.get(ENV_ANTHROPIC_NATIVE_SPANS))
+        if native_spans not in ANTHROPIC_NATIVE_SPANS_MODES:
+            raise ValueError(f"anthropic_native_spans must be 'suppress' or 'keep', not {native_spans!r}")
         return cls(
             capture_content=bool(pick("capture_content", _env_bool(ENV_CAPTURE))),
             max_content_length=int(pick("max_content_length", _env_int(ENV_MAX_CONTENT))),
@@ -98,4 +106,5 @@ class Options:
             max_sessions=int(pick("max_sessions", _env_int(ENV_MAX_SESSIONS))),
             session_idle_seconds=float(pick("session_idle_seconds", _env_int(ENV_SESSION_IDLE))),
             prometheus_port=pick("prometheus_port", _env_int(ENV_PROMETHEUS_PORT)),
+            anthropic_native_spans=native_spans,
         )

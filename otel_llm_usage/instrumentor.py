@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 # and builds its wrappers: `build_wrappers(recorder, options) -> {(module, "Class.method"): fn}`.
 PROVIDERS: dict[str, str] = {
     "openai": "otel_llm_usage.providers.openai",
+    "anthropic": "otel_llm_usage.providers.anthropic",
 }
 
 
