@@ -272,6 +272,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # Many client threads connect at once in concurrency tests; the default backlog of 5 resets some.
+    request_queue_size = 256
     block_on_close = False
 
     def __init__(self, address: tuple[str, int], owner: EmulatorServer) -> None:
