@@ -4,8 +4,9 @@ VENV := .venv
 VENV_OPENAI2 := .venv-openai2
 PY := $(VENV)/bin/python
 PY2 := $(VENV_OPENAI2)/bin/python
+export LITELLM_LOCAL_MODEL_COST_MAP := True
 PIP_FLAGS := --disable-pip-version-check -q
-EXTRAS := test,dev,openai,anthropic,bedrock,prometheus
+EXTRAS := test,dev,openai,anthropic,bedrock,litellm,prometheus
 
 .PHONY: test demo lint test-openai2 bench clean
 

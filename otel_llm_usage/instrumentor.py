@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import sys
 import threading
+from functools import partial
 from collections.abc import Collection
 from typing import Any
 
@@ -13,6 +15,7 @@ import wrapt
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from ._guard import report
 from .config import Options
 from .pricing import Pricer
 from .recorder import Recorder, Settings
@@ -25,6 +28,7 @@ log = logging.getLogger(__name__)
 PROVIDERS: dict[str, str] = {
     "openai": "otel_llm_usage.providers.openai",
     "anthropic": "otel_llm_usage.providers.anthropic",
+    "litellm": "otel_llm_usage.providers.litellm",
 }
 
 
@@ -37,6 +41,7 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     options: Options | None = None
     rollup: Any = None
     _patched: tuple[tuple[Any, str, Any], ...] = ()
+    _generation = 0
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ()  # every client library is optional; each is patched only when installed
@@ -62,24 +67,43 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             from .rollup import install_rollups
 
             self.rollup = install_rollups(recorder, options, tracer_provider, meter_provider)
-        patched: list[tuple[Any, str, Any]] = []
+        self._patched = ()
+        self._generation += 1
         wanted = options.providers if options.providers is not None else tuple(PROVIDERS)
+        unknown = [name for name in wanted if name not in PROVIDERS]
+        if unknown:
+            raise ValueError(f"unknown provider(s) {unknown}; known: {sorted(PROVIDERS)}")
         for name in wanted:
-            if name not in PROVIDERS:
-                raise ValueError(f"unknown provider {name!r}; known: {sorted(PROVIDERS)}")
             provider = importlib.import_module(PROVIDERS[name])
-            if importlib.util.find_spec(provider.LIBRARY) is None:
-                continue
-            for (module_name, attr), wrapper in provider.build_wrappers(recorder, options).items():
-                module = importlib.import_module(module_name)
-                owner_name, method = attr.rsplit(".", 1)
-                owner = getattr(module, owner_name)
-                original = owner.__dict__[method]
-                wrapt.wrap_function_wrapper(owner, method, wrapper)
-                patched.append((owner, method, original))
+            library = provider.LIBRARY
+            if library in sys.modules:
+                self._patch(provider, self._generation)
+            elif importlib.util.find_spec(library) is not None:
+                # Patch when the application imports the library: instrument() itself never pays
+                # for importing a client library the application may not use (litellm takes seconds).
+                wrapt.register_post_import_hook(partial(self._on_import, provider, self._generation), library)
+
+    def _on_import(self, provider: Any, generation: int, _module: Any) -> None:
+        try:
+            if generation == self._generation and self.is_instrumented_by_opentelemetry:
+                self._patch(provider, generation)
+        except Exception as exc:
+            report(f"instrument {provider.LIBRARY} on import", exc)
+
+    def _patch(self, provider: Any, generation: int) -> None:
+        assert self.recorder is not None and self.options is not None
+        patched = list(self._patched)
+        for (module_name, attr), wrapper in provider.build_wrappers(self.recorder, self.options).items():
+            module = importlib.import_module(module_name)
+            owner_name, method = attr.rsplit(".", 1)
+            owner = getattr(module, owner_name)
+            original = owner.__dict__[method]
+            wrapt.wrap_function_wrapper(owner, method, wrapper)
+            patched.append((owner, method, original))
         self._patched = tuple(patched)
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        self._generation += 1  # import hooks registered before now do nothing
         for owner, method, original in reversed(self._patched):
             setattr(owner, method, original)
         self._patched = ()
