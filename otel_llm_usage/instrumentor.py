@@ -7,8 +7,8 @@ import importlib.util
 import logging
 import sys
 import threading
-from functools import partial
 from collections.abc import Collection
+from functools import partial
 from typing import Any
 
 import wrapt
