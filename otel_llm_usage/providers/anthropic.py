@@ -25,11 +25,11 @@ import wrapt
 from .. import semconv as sc
 from .._guard import report
 from ..config import Options
-from ..context import in_llm_call
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..streams import AsyncStreamProxy, SyncStreamProxy
 from ..usage import TokenUsage, as_count
 from ._fields import get, get_str
+from ._hooks import Args, CallHooks, Kwargs, Plan, replace_arg
 
 LIBRARY = "anthropic"
 TARGETS = (
@@ -284,7 +284,7 @@ def build_wrappers(recorder: Recorder, options: Options) -> dict[tuple[str, str]
     # Options validates the value; anything but "keep" suppresses, the safe default.
     native = getattr(options, "anthropic_native_spans", NATIVE_SPANS_SUPPRESS)
     hooks = AnthropicHooks(recorder, native != NATIVE_SPANS_KEEP, options.endpoints)
-    return {TARGETS[0]: hooks.sync_request, TARGETS[1]: hooks.async_request}
+    return {TARGETS[0]: hooks.sync_call, TARGETS[1]: hooks.async_call}
 
 
 def _sdk_trace_headers(client: Any, span: Any) -> dict[str, str]:
@@ -320,8 +320,10 @@ def without_native_span(client: Any, options: Any, span: Any) -> Any:
     return new
 
 
-class AnthropicHooks:
+class AnthropicHooks(CallHooks):
     """The wrappers installed on the SDK, bound to one recorder and its options."""
+
+    site = "anthropic"
 
     def __init__(self, recorder: Recorder, suppress_native: bool, endpoints: Mapping[str, str]) -> None:
         self.rec = recorder
@@ -329,89 +331,23 @@ class AnthropicHooks:
         self.endpoints = endpoints
         self.capture = recorder.settings.capture_content
 
-    def _begin(
-        self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[LLMCall | None, tuple[Any, ...], dict[str, Any]]:
-        try:
-            options = args[1] if len(args) > 1 else kwargs.get("options")
-            req = describe_request(
-                instance, options, kwargs.get("stream") is True, self.capture, self.endpoints
-            )
-        except Exception as exc:
-            report("anthropic.describe_request", exc)
-            return None, args, kwargs
+    def begin(self, instance: Any, args: Args, kwargs: Kwargs) -> tuple[Plan | None, Args, Kwargs]:
+        options = args[1] if len(args) > 1 else kwargs.get("options")
+        req = describe_request(instance, options, kwargs.get("stream") is True, self.capture, self.endpoints)
         if req is None:
             return None, args, kwargs
-        call = self.rec.start(req)  # BudgetExceeded propagates by design; other errors are guarded there
+        call = self.rec.start(req)
         if self.suppress_native:
             try:
-                options = without_native_span(instance, options, call.span)
-                if len(args) > 1:
-                    args = (args[0], options, *args[2:])
-                else:
-                    kwargs = {**kwargs, "options": options}
+                args, kwargs = replace_arg(
+                    args, kwargs, 1, "options", without_native_span(instance, options, call.span)
+                )
             except Exception as exc:
                 report("anthropic.native_span", exc)
-        return call, args, kwargs
+        return Plan(call), args, kwargs
 
-    def _safe_begin(
-        self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[LLMCall | None, tuple[Any, ...], dict[str, Any]]:
-        from ..budgets import BudgetExceeded
-
-        try:
-            return self._begin(instance, args, kwargs)
-        except BudgetExceeded:
-            raise
-        except Exception as exc:
-            report("anthropic.start", exc)
-            return None, args, kwargs
-
-    def sync_request(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if in_llm_call.get():
-            return wrapped(*args, **kwargs)
-        call, args, kwargs = self._safe_begin(instance, args, kwargs)
-        if call is None:
-            return wrapped(*args, **kwargs)
-        token = in_llm_call.set(True)
-        call.activate()
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            call.deactivate()
-            in_llm_call.reset(token)
-        return self._handle(call, result)
-
-    async def async_request(
-        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        if in_llm_call.get():
-            return await wrapped(*args, **kwargs)
-        call, args, kwargs = self._safe_begin(instance, args, kwargs)
-        if call is None:
-            return await wrapped(*args, **kwargs)
-        token = in_llm_call.set(True)
-        call.activate()
-        try:
-            result = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            call.deactivate()
-            in_llm_call.reset(token)
-        return self._handle(call, result)
-
-    def _handle(self, call: LLMCall, result: Any) -> Any:
-        try:
-            return self._wrap_result(call, result)
-        except Exception as exc:
-            report("anthropic.result", exc)
-            call.finish(None)
-            return result
+    def handle(self, plan: Plan, result: Any, is_async: bool) -> Any:
+        return self._wrap_result(plan.call, result)
 
     def _wrap_result(self, call: LLMCall, result: Any) -> Any:
         import anthropic

@@ -18,19 +18,19 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from .. import semconv as sc
-from .._guard import report
 from ..config import Options
 from ..context import in_llm_call
-from ..recorder import CallRequest, CallResult, LLMCall, Recorder
+from ..recorder import CallRequest, CallResult, Recorder
 from ..streams import AsyncStreamProxy, SyncStreamProxy
 from ..usage import TokenUsage, as_count
 from . import openai as openai_provider
 from ._fields import as_cost, get, get_str
+from ._hooks import Args, CallHooks, Kwargs, Plan, replace_arg
 
 log = logging.getLogger(__name__)
 
@@ -333,17 +333,6 @@ def _server(api_base: str | None) -> tuple[str | None, int | None]:
     return host or None, port if host else None
 
 
-class _Plan:
-    """What the hook decided for one call."""
-
-    __slots__ = ("call", "kind", "stream")
-
-    def __init__(self, call: LLMCall, stream: bool, kind: str) -> None:
-        self.call = call
-        self.stream = stream
-        self.kind = kind
-
-
 # --- hooks -----------------------------------------------------------------------------------
 
 
@@ -367,11 +356,13 @@ def build_wrappers(recorder: Recorder, options: Options) -> dict[tuple[str, str]
             )
         return {}
     hooks = LiteLLMHooks(recorder, options.stream_usage, options.endpoints)
-    return {TARGETS[0]: hooks.sync_run, TARGETS[1]: hooks.async_run}
+    return {TARGETS[0]: hooks.sync_call, TARGETS[1]: hooks.async_call}
 
 
-class LiteLLMHooks:
+class LiteLLMHooks(CallHooks):
     """The wrappers installed on litellm's dispatch, bound to one recorder and its options."""
+
+    site = "litellm"
 
     def __init__(self, recorder: Recorder, stream_usage: str, endpoints: dict[str, str]) -> None:
         self.rec = recorder
@@ -382,9 +373,7 @@ class LiteLLMHooks:
 
     # `PublicDispatch.run(self, args, kwargs, *, python, binding, native, rules=None)`: `args` and
     # `kwargs` are those of the caller's litellm function.
-    def _begin(
-        self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[_Plan | None, tuple[Any, ...], dict[str, Any]]:
+    def begin(self, instance: Any, args: Args, kwargs: Kwargs) -> tuple[Plan | None, Args, Kwargs]:
         route = getattr(getattr(instance, "route", None), "value", None)
         if not isinstance(route, str) or route not in OPERATIONS:
             return None, args, kwargs
@@ -426,86 +415,23 @@ class LiteLLMHooks:
             and wants_stream_usage(self.stream_usage, litellm_provider, _server(api_base)[0])
         ):
             new_kwargs = {**call_kwargs, "stream_options": {"include_usage": True}}
-            if len(args) > 1:
-                args = (args[0], new_kwargs, *args[2:])
-            else:
-                kwargs = {**kwargs, "kwargs": new_kwargs}
+            args, kwargs = replace_arg(args, kwargs, 1, "kwargs", new_kwargs)
             req.attributes = {**(req.attributes or {}), sc.STREAM_USAGE_INJECTED: True}
             kind = STREAM_CHUNKS_HIDING_USAGE
         call = self.rec.start(req)  # BudgetExceeded propagates by design
-        return _Plan(call, stream, kind), args, kwargs
+        return Plan(call, kind, stream), args, kwargs
 
-    def _safe_begin(
-        self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[_Plan | None, tuple[Any, ...], dict[str, Any]]:
-        from ..budgets import BudgetExceeded
-
-        try:
-            return self._begin(instance, args, kwargs)
-        except BudgetExceeded:
-            raise
-        except Exception as exc:
-            report("litellm.start", exc)
-            return None, args, kwargs
-
-    def sync_run(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if in_llm_call.get():
-            return wrapped(*args, **kwargs)
-        plan, args, kwargs = self._safe_begin(instance, args, kwargs)
-        if plan is None:
-            return wrapped(*args, **kwargs)
+    def handle(self, plan: Plan, result: Any, is_async: bool) -> Any:
         call = plan.call
-        token = in_llm_call.set(True)
-        call.activate()
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            call.deactivate()
-            in_llm_call.reset(token)
-        if inspect.isawaitable(result):
+        if not is_async and inspect.isawaitable(result):
             # `completion(..., acompletion=True)` on litellm versions that hand back a coroutine
-            return self._finish_awaited(plan, result)
-        return self._handle(plan, result, is_async=False)
-
-    async def async_run(
-        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        if in_llm_call.get():
-            return await wrapped(*args, **kwargs)
-        plan, args, kwargs = self._safe_begin(instance, args, kwargs)
-        if plan is None:
-            return await wrapped(*args, **kwargs)
-        return await self._finish_awaited(plan, wrapped(*args, **kwargs))
-
-    async def _finish_awaited(self, plan: _Plan, awaitable: Awaitable[Any]) -> Any:
-        call = plan.call
-        token = in_llm_call.set(True)
-        call.activate()
-        try:
-            result = await awaitable
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            call.deactivate()
-            in_llm_call.reset(token)
-        return self._handle(plan, result, is_async=True)
-
-    def _handle(self, plan: _Plan, result: Any, is_async: bool) -> Any:
-        call = plan.call
-        try:
-            if plan.stream:
-                if is_async and hasattr(result, "__anext__"):
-                    return _AsyncStream(result, call, self._acc(plan.kind))
-                if not is_async and hasattr(result, "__next__"):
-                    return _SyncStream(result, call, self._acc(plan.kind))
-            call.finish(result_from(result, self.capture))
-        except Exception as exc:
-            report("litellm.result", exc)
-            call.finish(None)
+            return self.send_awaitable(plan, result)
+        if plan.stream:
+            if is_async and hasattr(result, "__anext__"):
+                return _AsyncStream(result, call, self._acc(plan.kind))
+            if not is_async and hasattr(result, "__next__"):
+                return _SyncStream(result, call, self._acc(plan.kind))
+        call.finish(result_from(result, self.capture))
         return result
 
     def _acc(self, kind: str) -> Any:

@@ -17,11 +17,11 @@ import wrapt
 from .. import semconv as sc
 from .._guard import report
 from ..config import Options
-from ..context import in_llm_call
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..streams import AsyncStreamProxy, SyncStreamProxy
 from ..usage import TokenUsage, as_count
 from ._fields import as_cost, get, get_str
+from ._hooks import Args, CallHooks, Kwargs, Plan, replace_arg
 
 LIBRARY = "openai"
 TARGETS = (
@@ -315,11 +315,13 @@ class ResponsesAccumulator:
 
 def build_wrappers(recorder: Recorder, options: Options) -> dict[tuple[str, str], Callable[..., Any]]:
     hooks = OpenAIHooks(recorder, options.stream_usage, options.endpoints)
-    return {TARGETS[0]: hooks.sync_request, TARGETS[1]: hooks.async_request}
+    return {TARGETS[0]: hooks.sync_call, TARGETS[1]: hooks.async_call}
 
 
-class OpenAIHooks:
+class OpenAIHooks(CallHooks):
     """The wrappers installed on the SDK, bound to one recorder and its options."""
+
+    site = "openai"
 
     def __init__(self, recorder: Recorder, stream_usage: str, endpoints: dict[str, str]) -> None:
         self.rec = recorder
@@ -327,91 +329,25 @@ class OpenAIHooks:
         self.endpoints = endpoints
         self.capture = recorder.settings.capture_content
 
-    def _begin(
-        self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[LLMCall | None, tuple[Any, ...], dict[str, Any], str]:
-        try:
-            options: Any = args[1] if len(args) > 1 else kwargs.get("options")
-            req = describe_request(instance, options, self.capture, self.endpoints)
-            if req is None:
-                return None, args, kwargs, CHUNKS
-            kind = RESPONSES if options.url == "/responses" else CHUNKS
-            if req.stream and kind == CHUNKS:
-                host = req.server_address or ""
-                if not _has_stream_options(options) and wants_stream_usage(
-                    self.stream_usage, host, req.provider
-                ):
-                    options = with_stream_usage(options)
-                    req.attributes = {**(req.attributes or {}), sc.STREAM_USAGE_INJECTED: True}
-                    kind = CHUNKS_HIDING_USAGE
-                    if len(args) > 1:
-                        args = (args[0], options, *args[2:])
-                    else:
-                        kwargs = {**kwargs, "options": options}
-        except Exception as exc:
-            report("openai.describe_request", exc)
-            return None, args, kwargs, CHUNKS
-        call = self.rec.start(req)  # BudgetExceeded propagates by design; other errors are guarded there
-        return call, args, kwargs, kind
+    def begin(self, instance: Any, args: Args, kwargs: Kwargs) -> tuple[Plan | None, Args, Kwargs]:
+        options: Any = args[1] if len(args) > 1 else kwargs.get("options")
+        req = describe_request(instance, options, self.capture, self.endpoints)
+        if req is None:
+            return None, args, kwargs
+        kind = RESPONSES if options.url == "/responses" else CHUNKS
+        if (
+            req.stream
+            and kind == CHUNKS
+            and not _has_stream_options(options)
+            and wants_stream_usage(self.stream_usage, req.server_address or "", req.provider)
+        ):
+            args, kwargs = replace_arg(args, kwargs, 1, "options", with_stream_usage(options))
+            req.attributes = {**(req.attributes or {}), sc.STREAM_USAGE_INJECTED: True}
+            kind = CHUNKS_HIDING_USAGE
+        return Plan(self.rec.start(req), kind), args, kwargs
 
-    def sync_request(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if in_llm_call.get():
-            return wrapped(*args, **kwargs)
-        call, args, kwargs, kind = self._safe_begin(instance, args, kwargs)
-        if call is None:
-            return wrapped(*args, **kwargs)
-        token = in_llm_call.set(True)
-        call.activate()
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            call.deactivate()
-            in_llm_call.reset(token)
-        return self._handle(call, result, kind, is_async=False)
-
-    async def async_request(
-        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        if in_llm_call.get():
-            return await wrapped(*args, **kwargs)
-        call, args, kwargs, kind = self._safe_begin(instance, args, kwargs)
-        if call is None:
-            return await wrapped(*args, **kwargs)
-        token = in_llm_call.set(True)
-        call.activate()
-        try:
-            result = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            call.deactivate()
-            in_llm_call.reset(token)
-        return self._handle(call, result, kind, is_async=True)
-
-    def _safe_begin(
-        self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[LLMCall | None, tuple[Any, ...], dict[str, Any], str]:
-        from ..budgets import BudgetExceeded
-
-        try:
-            return self._begin(instance, args, kwargs)
-        except BudgetExceeded:
-            raise
-        except Exception as exc:
-            report("openai.start", exc)
-            return None, args, kwargs, CHUNKS
-
-    def _handle(self, call: LLMCall, result: Any, kind: str, is_async: bool) -> Any:
-        try:
-            return self._wrap_result(call, result, kind, is_async)
-        except Exception as exc:
-            report("openai.result", exc)
-            call.finish(None)
-            return result
+    def handle(self, plan: Plan, result: Any, is_async: bool) -> Any:
+        return self._wrap_result(plan.call, result, plan.kind, is_async)
 
     def _wrap_result(self, call: LLMCall, result: Any, kind: str, is_async: bool) -> Any:
         import openai

@@ -630,7 +630,7 @@ def test_instrumentation_failure_never_breaks_the_call(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(provider.LiteLLMHooks, "_begin", broken)
+    monkeypatch.setattr(provider.LiteLLMHooks, "begin", broken)
     openai_emulator.push(GPT4O)
     resp = chat(openai_emulator)
     assert resp.usage.prompt_tokens == 1000

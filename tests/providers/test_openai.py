@@ -338,7 +338,8 @@ def test_time_to_first_chunk_and_per_chunk(instrument_with: Any, openai_emulator
     (ttfc,) = t.points(sc.METRIC_TIME_TO_FIRST_CHUNK)
     assert ttfc.count == 1 and ttfc.sum >= 0.05
     (tpoc,) = t.points(sc.METRIC_TIME_PER_OUTPUT_CHUNK)
-    assert tpoc.count == 1 and tpoc.sum >= 0.02
+    # the role and finish chunks come without the delay, so the mean gap is below it but far from 0
+    assert tpoc.count == 1 and tpoc.sum >= 0.01
 
 
 def test_stream_break_then_close_ends_once_incomplete(instrument_with: Any, openai_emulator: Any) -> None:
