@@ -8,6 +8,9 @@ from .budgets import Budget, BudgetExceeded
 from .instrumentor import LLMUsageInstrumentor, instrument, uninstrument
 from .manual import ManualCall, record_call
 from .pricing import ModelPrice
+from .rollup import Run
+from .scopes import close_session, current_run, run, session, session_usage, usage_summary
+from .summary import UsageRow, UsageSummary
 from .usage import TokenUsage, Usage
 from .version import __version__
 
@@ -17,10 +20,19 @@ __all__ = [
     "LLMUsageInstrumentor",
     "ManualCall",
     "ModelPrice",
+    "Run",
     "TokenUsage",
     "Usage",
+    "UsageRow",
+    "UsageSummary",
     "__version__",
+    "close_session",
+    "current_run",
     "instrument",
     "record_call",
+    "run",
+    "session",
+    "session_usage",
     "uninstrument",
+    "usage_summary",
 ]

@@ -50,6 +50,10 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         tracer_provider = kwargs.pop("tracer_provider", None)
         meter_provider = kwargs.pop("meter_provider", None)
         options = Options.resolve(kwargs)
+        wanted = options.providers if options.providers is not None else tuple(PROVIDERS)
+        unknown = [name for name in wanted if name not in PROVIDERS]
+        if unknown:
+            raise ValueError(f"unknown provider(s) {unknown}; known: {sorted(PROVIDERS)}")
         self.options = options
         if options.prometheus_port is not None and meter_provider is None:
             from .exporters import prometheus_meter_provider
@@ -69,10 +73,6 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             self.rollup = install_rollups(recorder, options, tracer_provider, meter_provider)
         self._patched = ()
         self._generation += 1
-        wanted = options.providers if options.providers is not None else tuple(PROVIDERS)
-        unknown = [name for name in wanted if name not in PROVIDERS]
-        if unknown:
-            raise ValueError(f"unknown provider(s) {unknown}; known: {sorted(PROVIDERS)}")
         for name in wanted:
             provider = importlib.import_module(PROVIDERS[name])
             library = provider.LIBRARY

@@ -81,6 +81,14 @@ SESSION_COST_USD: Final = "llm_usage.session.cost_usd"
 SESSION_INPUT_TOKENS: Final = "llm_usage.session.input_tokens"
 SESSION_OUTPUT_TOKENS: Final = "llm_usage.session.output_tokens"
 
+# --- budgets ------------------------------------------------------------------------------------
+BUDGET_EXCEEDED_EVENT: Final = "llm_usage.budget.exceeded"
+BUDGET_SCOPE: Final = "llm_usage.budget.scope"
+BUDGET_KEY: Final = "llm_usage.budget.key"
+BUDGET_LIMIT_USD: Final = "llm_usage.budget.limit_usd"
+BUDGET_SPENT_USD: Final = "llm_usage.budget.spent_usd"
+BUDGET_ACTION: Final = "llm_usage.budget.action"
+
 # --- operation and provider values ------------------------------------------------------------
 OP_CHAT: Final = "chat"
 OP_TEXT_COMPLETION: Final = "text_completion"
