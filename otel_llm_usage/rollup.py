@@ -71,12 +71,16 @@ class Run:
         "_budgets",
         "_closed",
         "_exceeded",
+        "_first_out_ns",
+        "_intervals",
         "_lock",
+        "_max_util",
         "_metric_attrs",
         "_owned",
         "_span",
         "_span_id",
         "_t0",
+        "_t0_ns",
         "agent",
         "kind",
         "name",
@@ -116,6 +120,39 @@ class Run:
         self._exceeded: set[Budget] | None = None
         self._metric_attrs = metric_attrs
         self._t0 = time.perf_counter()
+        self._t0_ns = time.time_ns()
+        self._first_out_ns: int | None = None
+        self._intervals: list[tuple[int, int]] = []
+        self._max_util: float | None = None
+
+    def _note(self, timing: tuple[int, int, int | None] | None, util: float | None) -> None:
+        """Latency and context facts of one call (caller holds the lock)."""
+        if timing is not None:
+            start, end, first = timing
+            self._intervals.append((start, end))
+            if first is not None and (self._first_out_ns is None or first < self._first_out_ns):
+                self._first_out_ns = first
+        if util is not None and (self._max_util is None or util > self._max_util):
+            self._max_util = util
+
+    def _latency(self) -> dict[str, float]:
+        """Time to first token and the time at least one call was in flight (the union of calls)."""
+        out: dict[str, float] = {}
+        if self._first_out_ns is not None:
+            out[sc.RUN_TIME_TO_FIRST_TOKEN] = max(self._first_out_ns - self._t0_ns, 0) / 1e9
+        if self._intervals:
+            busy, cur_start, cur_end = 0, -1, -1
+            for start, end in sorted(self._intervals):
+                if start > cur_end:
+                    busy += cur_end - cur_start if cur_end >= 0 else 0
+                    cur_start, cur_end = start, end
+                elif end > cur_end:
+                    cur_end = end
+            busy += cur_end - cur_start
+            out[sc.RUN_LLM_DURATION] = busy / 1e9
+        if self._max_util is not None:
+            out[sc.RUN_MAX_CONTEXT_UTILIZATION] = self._max_util
+        return out
 
     @property
     def closed(self) -> bool:
@@ -259,6 +296,20 @@ def _call_ledger(attrs: Mapping[str, Any]) -> tuple[str, TokenUsage | None, floa
     return str(model), tokens, cost, sc.ERROR_TYPE in attrs
 
 
+def _call_timing(
+    attrs: Mapping[str, Any], start_ns: int | None, end_ns: int | None, error: bool
+) -> tuple[int, int, int | None] | None:
+    """(start, end, first output) of a call in ns; first output is its first chunk, or its end."""
+    if start_ns is None or end_ns is None or end_ns < start_ns:
+        return None
+    ttfc = attrs.get(sc.RESPONSE_TIME_TO_FIRST_CHUNK)
+    if isinstance(ttfc, int | float) and not isinstance(ttfc, bool):
+        return start_ns, end_ns, start_ns + int(ttfc * 1e9)
+    if attrs.get(sc.REQUEST_STREAM) is True or error:
+        return start_ns, end_ns, None
+    return start_ns, end_ns, end_ns
+
+
 def _run_totals(u: Usage) -> dict[str, types.AttributeValue]:
     return {
         sc.RUN_REQUESTS: u.requests,
@@ -361,6 +412,11 @@ class RollupProcessor(SpanProcessor):
         self._run_duration = meter.create_histogram(
             sc.METRIC_RUN_DURATION, sc.UNIT_SECONDS, "Duration of one run.",
             explicit_bucket_boundaries_advisory=list(sc.RUN_DURATION_BUCKETS),
+        )  # fmt: skip
+        self._run_ttft = meter.create_histogram(
+            sc.METRIC_RUN_TIME_TO_FIRST_TOKEN, sc.UNIT_SECONDS,
+            "Time from the start of a run to its first LLM output (first chunk, or end of a plain call).",
+            explicit_bucket_boundaries_advisory=list(sc.TIME_TO_FIRST_CHUNK_BUCKETS),
         )  # fmt: skip
         self._session_cost = meter.create_histogram(
             sc.METRIC_SESSION_COST, sc.UNIT_USD, "Cost of the LLM calls of one closed session.",
@@ -520,7 +576,7 @@ class RollupProcessor(SpanProcessor):
                 return
             attrs = span.attributes or {}
             if attrs.get(sc.LLM_CALL_MARK) is True:
-                self.account(attrs, entry)  # type: ignore[arg-type]
+                self.account(attrs, entry, span.start_time, span.end_time)  # type: ignore[arg-type]
             elif isinstance(entry, Run) and entry._span_id == sid and not entry._closed:
                 start, end = span.start_time, span.end_time
                 duration = (end - start) / 1e9 if start is not None and end is not None else None
@@ -530,9 +586,20 @@ class RollupProcessor(SpanProcessor):
 
     # --- ledgers ---------------------------------------------------------------------------------
 
-    def account(self, attrs: Mapping[str, Any], run: Run | None) -> None:
+    def account(
+        self,
+        attrs: Mapping[str, Any],
+        run: Run | None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+    ) -> None:
         """Add one finished LLM call to its runs, session, agent and the process."""
         model, tokens, cost, error = _call_ledger(attrs)
+        timing = _call_timing(attrs, start_ns, end_ns, error)
+        raw_util = attrs.get(sc.CONTEXT_UTILIZATION)
+        util = (
+            float(raw_util) if isinstance(raw_util, int | float) and not isinstance(raw_util, bool) else None
+        )
         agent = attrs.get(sc.AGENT_NAME)
         session_id = attrs.get(sc.SESSION_ID) or attrs.get(sc.CONVERSATION_ID)
         if run is not None:
@@ -550,6 +617,7 @@ class RollupProcessor(SpanProcessor):
                     late = late or r
                 else:
                     r.usage.add_call(model, tokens, cost, error)
+                    r._note(timing, util)
             r = r.parent
         self.process.add_call(model, tokens, cost, error)
         if isinstance(agent, str) and agent:
@@ -599,11 +667,13 @@ class RollupProcessor(SpanProcessor):
                 return
             run._closed = True
             snap = run.usage.snapshot()
+            latency = run._latency()
         run._span = None
         if run.kind == ROOT and snap.requests == 0:
             return
         if write is not None:
             attrs = _run_totals(snap)
+            attrs.update(latency)
             if run.session_id:
                 attrs.update(self._sessions.read(run.session_id, _session_totals))
             write(attrs)
@@ -616,6 +686,9 @@ class RollupProcessor(SpanProcessor):
             self._run_requests.record(snap.requests, mattrs)
             if duration_s is not None:
                 self._run_duration.record(duration_s, mattrs)
+            ttft = latency.get(sc.RUN_TIME_TO_FIRST_TOKEN)
+            if ttft is not None:
+                self._run_ttft.record(ttft, mattrs)
 
     def _record_sessions(self, sessions: list[_Session]) -> None:
         for s in sessions:
@@ -848,7 +921,7 @@ class RollupProcessor(SpanProcessor):
 class _DirectSpan(trace.Span):
     """An LLM-call span this processor did not see start: its end feeds the ledgers directly."""
 
-    __slots__ = ("_attrs", "_done", "_proc", "_run", "_span")
+    __slots__ = ("_attrs", "_done", "_proc", "_run", "_span", "_start_ns")
 
     def __init__(
         self, span: trace.Span, attrs: dict[str, Any], proc: RollupProcessor, run: Run | None
@@ -858,6 +931,7 @@ class _DirectSpan(trace.Span):
         self._proc = proc
         self._run = run
         self._done = False
+        self._start_ns = time.time_ns()
 
     def end(self, end_time: int | None = None) -> None:
         try:
@@ -867,7 +941,8 @@ class _DirectSpan(trace.Span):
                 self._done = True
                 if self._proc.enabled:
                     try:
-                        self._proc.account(self._attrs, self._run)
+                        end_ns = end_time if end_time is not None else time.time_ns()
+                        self._proc.account(self._attrs, self._run, self._start_ns, end_ns)
                     except Exception as exc:
                         report("rollup.direct", exc)
 
