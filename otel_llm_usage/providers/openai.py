@@ -99,6 +99,25 @@ def _request_attributes(body: dict[str, Any]) -> dict[str, Any] | None:
     return attrs or None
 
 
+# id(client) -> (its base_url object, host, port, provider). The base_url object's identity tells
+# a reused id or a changed base_url apart; the bound keeps apps that make a client per request small.
+_endpoints: dict[int, tuple[Any, str, int, str]] = {}
+
+
+def _endpoint(client: Any, endpoints: dict[str, str]) -> tuple[str, int, str]:
+    url = client.base_url
+    cached = _endpoints.get(id(client))
+    if cached is not None and cached[0] is url:
+        return cached[1], cached[2], cached[3]
+    host = url.host or ""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    provider = provider_for_host(host, _is_azure(client), endpoints)
+    if len(_endpoints) >= 256:
+        _endpoints.clear()
+    _endpoints[id(client)] = (url, host, port, provider)
+    return host, port, provider
+
+
 def describe_request(
     client: Any, options: Any, capture_content: bool, endpoints: dict[str, str]
 ) -> CallRequest | None:
@@ -107,10 +126,7 @@ def describe_request(
         return None
     body = options.json_data if isinstance(getattr(options, "json_data", None), dict) else {}
     model = body.get("model")
-    url = client.base_url
-    host = url.host or ""
-    port = url.port or (443 if url.scheme == "https" else 80)
-    provider = provider_for_host(host, _is_azure(client), endpoints)
+    host, port, provider = _endpoint(client, endpoints)
     stream = body.get("stream") is True
     req = CallRequest(
         operation=operation,
@@ -314,6 +330,7 @@ class ResponsesAccumulator:
 
 
 def build_wrappers(recorder: Recorder, options: Options) -> dict[tuple[str, str], Callable[..., Any]]:
+    _endpoints.clear()  # the `endpoints` option may have changed
     hooks = OpenAIHooks(recorder, options.stream_usage, options.endpoints)
     return {TARGETS[0]: hooks.sync_call, TARGETS[1]: hooks.async_call}
 
