@@ -1,4 +1,4 @@
-"""What a Collector, Jaeger or Tempo receives: real OTLP/HTTP request bodies, decoded with opentelemetry-proto."""
+"""What a Collector, Jaeger or Tempo receives: OTLP/HTTP request bodies, decoded with opentelemetry-proto."""
 
 from __future__ import annotations
 
