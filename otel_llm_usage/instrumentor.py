@@ -29,6 +29,9 @@ PROVIDERS: dict[str, str] = {
     "openai": "otel_llm_usage.providers.openai",
     "anthropic": "otel_llm_usage.providers.anthropic",
     "litellm": "otel_llm_usage.providers.litellm",
+    # agent frameworks: run and session spans around the calls the providers above record
+    "openai_agents": "otel_llm_usage.frameworks.openai_agents",
+    "agno": "otel_llm_usage.frameworks.agno",
 }
 
 
