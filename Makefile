@@ -30,7 +30,7 @@ lint: $(VENV)/.installed
 
 test: lint $(VENV)/.installed $(VENV_OPENAI2)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider
-	$(PY2) -m pytest -q -p no:cacheprovider -m openai2 tests/providers/test_openai.py tests/emulator/test_openai_emulator.py
+	$(PY2) -m pytest -q -p no:cacheprovider tests/providers/test_openai.py tests/emulator/test_openai_emulator.py
 
 demo: $(VENV)/.installed
 	$(PY) -m examples.demo
