@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PY2 := $(VENV_OPENAI2)/bin/python
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 PIP_FLAGS := --disable-pip-version-check -q
-EXTRAS := test,dev,openai,anthropic,bedrock,litellm,prometheus,openai-agents,agno
+EXTRAS := test,dev,openai,anthropic,bedrock,litellm,google,prometheus,openai-agents,agno
 
 .PHONY: test demo lint test-openai2 bench clean
 

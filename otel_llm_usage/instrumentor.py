@@ -29,6 +29,7 @@ PROVIDERS: dict[str, str] = {
     "openai": "otel_llm_usage.providers.openai",
     "anthropic": "otel_llm_usage.providers.anthropic",
     "litellm": "otel_llm_usage.providers.litellm",
+    "google_genai": "otel_llm_usage.providers.google_genai",
     # agent frameworks: run and session spans around the calls the providers above record
     "openai_agents": "otel_llm_usage.frameworks.openai_agents",
     "agno": "otel_llm_usage.frameworks.agno",
@@ -81,7 +82,7 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             library = provider.LIBRARY
             if library in sys.modules:
                 self._patch(provider, self._generation)
-            elif importlib.util.find_spec(library) is not None:
+            elif _installed(library):
                 # Patch when the application imports the library: instrument() itself never pays
                 # for importing a client library the application may not use (litellm takes seconds).
                 wrapt.register_post_import_hook(partial(self._on_import, provider, self._generation), library)
@@ -100,7 +101,10 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             module = importlib.import_module(module_name)
             owner_name, method = attr.rsplit(".", 1)
             owner = getattr(module, owner_name)
-            original = owner.__dict__[method]
+            original = owner.__dict__.get(method)
+            if original is None:  # a release that renamed or removed the method: skip it, keep the rest
+                report(f"instrument {module_name}.{attr} (not found)", LookupError(attr))
+                continue
             wrapt.wrap_function_wrapper(owner, method, wrapper)
             patched.append((owner, method, original))
         self._patched = tuple(patched)
@@ -114,6 +118,13 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             self.rollup.shutdown_rollups()
             self.rollup = None
         self.recorder = None
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a dotted name ("google.genai") whose parent package is absent
+        return False
 
 
 _instrumentor: LLMUsageInstrumentor | None = None

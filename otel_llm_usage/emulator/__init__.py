@@ -2,12 +2,16 @@
 
 from ._server import RecordedRequest
 from .anthropic import AnthropicEmulator, AnthropicReply, AnthropicServedTotals
+from .gemini import GeminiEmulator, GeminiReply, GeminiServedTotals
 from .openai import OpenAIEmulator, Reply, ServedTotals
 
 __all__ = [
     "AnthropicEmulator",
     "AnthropicReply",
     "AnthropicServedTotals",
+    "GeminiEmulator",
+    "GeminiReply",
+    "GeminiServedTotals",
     "OpenAIEmulator",
     "RecordedRequest",
     "Reply",
