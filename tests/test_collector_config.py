@@ -51,6 +51,7 @@ TIME_PER_CHUNK_BUCKETS = (
 COST_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 50.0, 100.0)
 RUN_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 COUNT_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+UTILIZATION_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 # (OpenTelemetry name, instrument kind, unit, explicit bucket boundaries of histograms)
 INSTRUMENTS: tuple[tuple[str, str, str, tuple[float, ...] | None], ...] = (
@@ -69,6 +70,7 @@ INSTRUMENTS: tuple[tuple[str, str, str, tuple[float, ...] | None], ...] = (
     ("llm_usage.session.tokens", "histogram", "{token}", TOKEN_BUCKETS),
     ("llm_usage.session.requests", "histogram", "{request}", COUNT_BUCKETS),
     ("llm_usage.session.runs", "histogram", "{run}", COUNT_BUCKETS),
+    ("llm_usage.context.utilization", "histogram", "1", UTILIZATION_BUCKETS),
 )
 
 # Attributes recorded with each instrument; every label a query may use must come from here.
@@ -107,6 +109,7 @@ EXPECTED_FILES = (
     "prometheus/recording.yml",
     "prometheus/tests/alerts_test.yml",
     "prometheus/tests/recording_test.yml",
+    "prometheus/tests/utilization_test.yml",
     "alertmanager/alertmanager.yml",
     "grafana/dashboards/llm-usage.json",
     "grafana/provisioning/datasources/prometheus.yml",
@@ -120,6 +123,7 @@ EXPECTED_ALERTS = {
     "LLMErrorRatioHigh",
     "LLMCacheHitRatioCollapse",
     "LLMUnpricedRequests",
+    "LLMContextWindowNearlyFull",
 }
 DS_VARIABLE = "DS_PROMETHEUS"
 
@@ -491,11 +495,11 @@ def _mutated_copy(tmp_path: Path, filename: str, index: int, new_expr: str) -> P
 def test_alert_unit_tests_catch_a_broken_rule(index: int, mutation: str, tmp_path: Path) -> None:
     promtool = require_tool("promtool", required_in_ci=True)
     copy_dir = _mutated_copy(tmp_path, "alerts.yml", index, mutation)
-    # Only the test groups about this alert, which keeps the run short.
+    # Only the test groups about this alert, from every test file, which keeps the run short.
     alert = alert_rules()[index]["alert"]
     suite = yaml.safe_load((PROM / "tests/alerts_test.yml").read_text())
     suite["tests"] = [
-        g for g in suite["tests"] if any(c["alertname"] == alert for c in g.get("alert_rule_test", []))
+        g for g in _rule_tests() if any(c["alertname"] == alert for c in g.get("alert_rule_test", []))
     ]
     assert suite["tests"], f"no test group for {alert}"
     (copy_dir / "tests/mutation_test.yml").write_text(yaml.safe_dump(suite, sort_keys=False))
