@@ -24,8 +24,8 @@ $(VENV_OPENAI2)/.installed: pyproject.toml
 	touch $@
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check otel_llm_usage tests benchmarks examples
-	$(VENV)/bin/ruff format --check otel_llm_usage tests benchmarks examples
+	$(VENV)/bin/ruff check otel_llm_usage tests benchmarks examples scripts
+	$(VENV)/bin/ruff format --check otel_llm_usage tests benchmarks examples scripts
 	$(VENV)/bin/mypy
 
 test: lint $(VENV)/.installed $(VENV_OPENAI2)/.installed
