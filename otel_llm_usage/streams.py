@@ -8,6 +8,7 @@ Per-chunk work is a counter, a clock read and the provider's O(1) accumulator.
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import Any, Protocol
 
 import wrapt
@@ -39,14 +40,6 @@ def _end(call: LLMCall, acc: Accumulator, exhausted: bool) -> None:
         call.finish(_result(acc), incomplete=not (exhausted or acc.complete))
 
 
-def _add(acc: Accumulator, chunk: Any) -> bool:
-    try:
-        return acc.add(chunk)
-    except Exception as exc:
-        report("stream.chunk", exc)
-        return False
-
-
 class _ResponseProxy(wrapt.ObjectProxy[Any]):
     """The HTTP response of a stream: closing it (as SDK helpers do) ends the call."""
 
@@ -73,23 +66,37 @@ class SyncStreamProxy(wrapt.ObjectProxy[Any]):
         super().__init__(wrapped)
         self._self_call = call
         self._self_acc = acc
+        self._self_next: Any = None
 
     def __iter__(self) -> SyncStreamProxy:
         return self
 
+    # Runs once per chunk: bound methods are looked up once and the call's counters updated inline.
     def __next__(self) -> Any:
         call, acc = self._self_call, self._self_acc
+        nxt = self._self_next
+        if nxt is None:
+            nxt = self._self_next = self.__wrapped__.__next__
         while True:
             try:
-                chunk = self.__wrapped__.__next__()
+                chunk = nxt()
             except StopIteration:
                 _end(call, acc, True)
                 raise
             except BaseException as exc:
                 call.fail(exc, _result(acc))
                 raise
-            if not _add(acc, chunk):
-                call.chunk()
+            try:
+                hidden = acc.add(chunk)
+            except Exception as exc:
+                report("stream.chunk", exc)
+                hidden = False
+            if not hidden:
+                now = perf_counter()
+                if not call.chunks:
+                    call.t_first = now
+                call.t_last = now
+                call.chunks += 1
                 return chunk
 
     @property
@@ -139,8 +146,17 @@ class AsyncStreamProxy(wrapt.ObjectProxy[Any]):
             except BaseException as exc:
                 call.fail(exc, _result(acc))
                 raise
-            if not _add(acc, chunk):
-                call.chunk()
+            try:
+                hidden = acc.add(chunk)
+            except Exception as exc:
+                report("stream.chunk", exc)
+                hidden = False
+            if not hidden:
+                now = perf_counter()
+                if not call.chunks:
+                    call.t_first = now
+                call.t_last = now
+                call.chunks += 1
                 return chunk
 
     @property
