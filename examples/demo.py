@@ -27,6 +27,7 @@ import otel_llm_usage
 from otel_llm_usage.emulator import OpenAIEmulator, Reply
 
 Push = Callable[..., None]
+EMULATED = not os.environ.get("OPENAI_API_KEY")
 
 
 def tracer_provider() -> TracerProvider:
@@ -77,6 +78,14 @@ def answer(client: openai.OpenAI, push: Push, question: str) -> None:
         client.chat.completions.create(
             model="house-llm", messages=[{"role": "user", "content": "Check tone"}]
         )
+        if EMULATED:
+            push(status=429)  # a rate limit: recorded as an error, and the app sees the SDK's exception
+            try:
+                client.chat.completions.create(
+                    model="o4-mini", messages=[{"role": "user", "content": "Again"}]
+                )
+            except openai.RateLimitError:
+                pass
     print_run(r)
 
 
@@ -85,7 +94,7 @@ def print_run(r: Any) -> None:
     print(
         f"    run {r.name:<9} requests={u.requests:<2} in={u.input_tokens:<6} "
         f"(cached {u.cache_read_tokens:<5}) out={u.output_tokens:<5} (reasoning {u.reasoning_tokens:<4}) "
-        f"cost=${u.cost_usd:.6f} unpriced={u.unpriced_requests}"
+        f"cost=${u.cost_usd:.6f} unpriced={u.unpriced_requests} errors={u.errors}"
     )
 
 
@@ -100,8 +109,10 @@ def conversation(client: openai.OpenAI, push: Push, session_id: str, user: str, 
     if s is not None:
         print(
             f"  session total: requests={s.requests} in={s.input_tokens} out={s.output_tokens} "
-            f"cost=${s.cost_usd:.6f} unpriced={s.unpriced_requests}"
+            f"cost=${s.cost_usd:.6f} unpriced={s.unpriced_requests} errors={s.errors}"
         )
+    # The conversation is over: closing it records the session histograms (cost per session).
+    otel_llm_usage.close_session(session_id)
 
 
 def show_metrics(port: int) -> None:
@@ -125,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_METRICS_PORT", "9464")))
     args = parser.parse_args(argv)
 
-    real = bool(os.environ.get("OPENAI_API_KEY"))
-    emulator = None if real else OpenAIEmulator().start()
+    emulator = OpenAIEmulator().start() if EMULATED else None
     tracer_provider()
     otel_llm_usage.instrument(prometheus_port=args.port, stream_usage="always")
     if emulator is not None:

@@ -20,8 +20,8 @@ def test_demo_prints_rollups_and_serves_metrics() -> None:
     ).stdout  # fmt: skip
     runs = re.findall(r"run (\w+)\s+requests=(\d+)", out)
     assert [name for name, _ in runs] == ["triage", "research", "answer"] * 3
-    totals = re.findall(r"session total: requests=(\d+) .* cost=\$([0-9.]+) unpriced=(\d+)", out)
-    assert [(int(r), int(u)) for r, _, u in totals] == [(6, 1), (12, 2)]
+    totals = re.findall(r"session total: requests=(\d+) .* cost=\$([0-9.]+) unpriced=(\d+) errors=(\d+)", out)
+    assert [(int(r), int(u), int(e)) for r, _, u, e in totals] == [(7, 1, 1), (14, 2, 2)]
     # the second session ran the same workload twice: exactly twice the first session's cost
     assert float(totals[1][1]) == 2 * float(totals[0][1])
     assert "by agent" in out and "by model" in out and "by session" in out
