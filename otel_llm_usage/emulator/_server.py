@@ -8,6 +8,7 @@ thread, request recording and the plumbing for JSON bodies and chunked event str
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import socket
 import sys
@@ -15,7 +16,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -406,3 +407,38 @@ def iter_pieces(text: str, count: int) -> Iterable[str]:
     count = max(1, count)
     size = len(text)
     return (text[i * size // count : (i + 1) * size // count] for i in range(count))
+
+
+_ReplyT = TypeVar("_ReplyT")
+_ServedT = TypeVar("_ServedT")
+
+
+class ScriptedEmulator(EmulatorServer, Generic[_ReplyT, _ServedT]):
+    """An emulator answering from a queue of scripted replies and keeping totals of what it served."""
+
+    def __init__(self, new_totals: Callable[[], _ServedT], host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
+        self._replies: ReplyQueue[_ReplyT] = ReplyQueue()
+        self._served_lock = threading.Lock()
+        self._new_totals = new_totals
+        self._served = new_totals()
+
+    @property
+    def served(self) -> _ServedT:
+        """A consistent snapshot of the totals."""
+        with self._served_lock:
+            return dataclasses.replace(self._served)  # type: ignore[type-var]
+
+    @property
+    def pending(self) -> int:
+        """Scripted replies not consumed yet."""
+        return len(self._replies)
+
+    def push(self, *replies: _ReplyT) -> None:
+        self._replies.push(*replies)
+
+    def reset(self) -> None:
+        super().reset()
+        self._replies.clear()
+        with self._served_lock:
+            self._served = self._new_totals()

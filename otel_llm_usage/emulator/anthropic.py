@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from ._server import EmulatorServer, Exchange, RecordedRequest, ReplyQueue, iter_pieces
+from ._server import Exchange, RecordedRequest, ScriptedEmulator, iter_pieces
 
 __all__ = ["AnthropicEmulator", "AnthropicReply", "AnthropicServedTotals", "RecordedRequest"]
 
@@ -258,7 +258,7 @@ def event_stream_frame(headers: Mapping[str, str], payload: bytes) -> bytes:
     return message + struct.pack("!I", zlib.crc32(message))
 
 
-class AnthropicEmulator(EmulatorServer):
+class AnthropicEmulator(ScriptedEmulator[AnthropicReply, AnthropicServedTotals]):
     """Anthropic-compatible HTTP server on ``127.0.0.1`` for tests and demos.
 
     ``base_url`` is what ``Anthropic(base_url=...)`` and ``AnthropicBedrock(base_url=...)`` take;
@@ -268,10 +268,7 @@ class AnthropicEmulator(EmulatorServer):
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(host, port)
-        self._replies: ReplyQueue[AnthropicReply] = ReplyQueue()
-        self._served_lock = threading.Lock()
-        self._served = AnthropicServedTotals()
+        super().__init__(AnthropicServedTotals, host, port)
 
     @property
     def base_url(self) -> str:
@@ -280,26 +277,6 @@ class AnthropicEmulator(EmulatorServer):
     @property
     def vertex_base_url(self) -> str:
         return f"{self.url}/v1"
-
-    @property
-    def served(self) -> AnthropicServedTotals:
-        """A consistent snapshot of the totals."""
-        with self._served_lock:
-            return dataclasses.replace(self._served)
-
-    @property
-    def pending(self) -> int:
-        """Scripted replies not consumed yet."""
-        return len(self._replies)
-
-    def push(self, *replies: AnthropicReply) -> None:
-        self._replies.push(*replies)
-
-    def reset(self) -> None:
-        super().reset()
-        self._replies.clear()
-        with self._served_lock:
-            self._served = AnthropicServedTotals()
 
     def _add(self, tally: _Tally | None = None, *, request: bool = False, count_tokens: bool = False) -> None:
         with self._served_lock:

@@ -18,7 +18,6 @@ is sent. Zero-valued counts are left out of ``usageMetadata``, as the protobuf J
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import json
 import re
@@ -32,7 +31,7 @@ from functools import partial
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from ._server import EmulatorServer, Exchange, RecordedRequest, ReplyQueue, iter_pieces
+from ._server import Exchange, RecordedRequest, ScriptedEmulator, iter_pieces
 
 __all__ = ["GeminiEmulator", "GeminiReply", "GeminiServedTotals", "RecordedRequest"]
 
@@ -298,7 +297,7 @@ def _embedding(seed: object, size: int) -> list[float]:
     return list(struct.unpack(f"<{size}f", packed))
 
 
-class GeminiEmulator(EmulatorServer):
+class GeminiEmulator(ScriptedEmulator[GeminiReply, GeminiServedTotals]):
     """Gemini-compatible HTTP server on ``127.0.0.1`` for tests and demos.
 
     ``base_url`` is what ``genai.Client(http_options=types.HttpOptions(base_url=...))`` takes, for
@@ -310,34 +309,11 @@ class GeminiEmulator(EmulatorServer):
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(host, port)
-        self._replies: ReplyQueue[GeminiReply] = ReplyQueue()
-        self._served_lock = threading.Lock()
-        self._served = GeminiServedTotals()
+        super().__init__(GeminiServedTotals, host, port)
 
     @property
     def base_url(self) -> str:
         return self.url
-
-    @property
-    def served(self) -> GeminiServedTotals:
-        """A consistent snapshot of the totals."""
-        with self._served_lock:
-            return dataclasses.replace(self._served)
-
-    @property
-    def pending(self) -> int:
-        """Scripted replies not consumed yet."""
-        return len(self._replies)
-
-    def push(self, *replies: GeminiReply) -> None:
-        self._replies.push(*replies)
-
-    def reset(self) -> None:
-        super().reset()
-        self._replies.clear()
-        with self._served_lock:
-            self._served = GeminiServedTotals()
 
     def _add(self, tally: _Tally | None = None, *, request: bool = False, count_tokens: bool = False) -> None:
         with self._served_lock:

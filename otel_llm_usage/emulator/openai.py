@@ -9,20 +9,18 @@ Replies are scripted with :class:`Reply`; with nothing scripted a deterministic 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import json
 import secrets
 import string
 import struct
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
-from ._server import EmulatorServer, Exchange, RecordedRequest, ReplyQueue, iter_pieces
+from ._server import Exchange, RecordedRequest, ScriptedEmulator, iter_pieces
 
 __all__ = ["OpenAIEmulator", "RecordedRequest", "Reply", "ServedTotals"]
 
@@ -221,7 +219,7 @@ def _error_body(message: str, type_: str, code: str | None, param: str | None = 
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
-class OpenAIEmulator(EmulatorServer):
+class OpenAIEmulator(ScriptedEmulator[Reply, ServedTotals]):
     """OpenAI-compatible HTTP server on ``127.0.0.1`` for tests and demos.
 
     ``base_url`` is what ``OpenAI(base_url=...)`` takes; ``azure_endpoint`` is what
@@ -232,10 +230,7 @@ class OpenAIEmulator(EmulatorServer):
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(host, port)
-        self._replies: ReplyQueue[Reply] = ReplyQueue()
-        self._served_lock = threading.Lock()
-        self._served = ServedTotals()
+        super().__init__(ServedTotals, host, port)
 
     @property
     def base_url(self) -> str:
@@ -244,26 +239,6 @@ class OpenAIEmulator(EmulatorServer):
     @property
     def azure_endpoint(self) -> str:
         return self.url
-
-    @property
-    def served(self) -> ServedTotals:
-        """A consistent snapshot of the totals."""
-        with self._served_lock:
-            return dataclasses.replace(self._served)
-
-    @property
-    def pending(self) -> int:
-        """Scripted replies not consumed yet."""
-        return len(self._replies)
-
-    def push(self, *replies: Reply) -> None:
-        self._replies.push(*replies)
-
-    def reset(self) -> None:
-        super().reset()
-        self._replies.clear()
-        with self._served_lock:
-            self._served = ServedTotals()
 
     def _add_request(self) -> None:
         with self._served_lock:
