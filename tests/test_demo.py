@@ -29,12 +29,13 @@ def test_demo_prints_rollups_and_serves_metrics() -> None:
     assert "llm_usage_requests_unpriced_total{" in out
 
 
-def test_framework_examples_run() -> None:
+def test_examples_run() -> None:
     root = Path(__file__).resolve().parents[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_API_KEY"))}
     for example, expected in (
         ("examples.openai_agents_example", "stream_usage='always'"),
         ("examples.agno_example", "300 + 5000 + 1000 = 6300"),
+        ("examples.record_call_example", "peak context use=75%"),
     ):
         out = subprocess.run(
             [sys.executable, "-m", example], cwd=root, env=env, capture_output=True, text=True, timeout=300
