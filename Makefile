@@ -7,8 +7,15 @@ PY2 := $(VENV_OPENAI2)/bin/python
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 PIP_FLAGS := --disable-pip-version-check -q
 EXTRAS := test,dev,openai,anthropic,bedrock,litellm,google,prometheus,openai-agents,agno
+# The OpenHands SDK needs Python >= 3.12: its tests run in a venv of their own. pyenv keeps its
+# interpreters under $(PYENV_ROOT) (default ~/.pyenv) whether or not `pyenv` is on PATH; a
+# python3.12 on PATH is the fallback. Override with `make test-openhands PYTHON312=/path/to/python`.
+VENV_OH := .venv-openhands
+PY_OH := $(VENV_OH)/bin/python
+PYENV_ROOT ?= $(HOME)/.pyenv
+PYTHON312 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.12.*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
 
-.PHONY: test demo lint test-openai2 bench clean
+.PHONY: test demo lint test-openai2 test-openhands bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,14 +30,27 @@ $(VENV_OPENAI2)/.installed: pyproject.toml
 	$(PY2) -m pip install $(PIP_FLAGS) -e ".[test]" "openai>=2,<3"
 	touch $@
 
+$(VENV_OH)/.installed: pyproject.toml
+	@test -n "$(PYTHON312)" || { echo "no Python 3.12 found: set PYTHON312=/path/to/python3.12" >&2; exit 1; }
+	$(PYTHON312) -m venv $(VENV_OH)
+	$(PY_OH) -m pip install $(PIP_FLAGS) --upgrade pip
+	$(PY_OH) -m pip install $(PIP_FLAGS) -e ".[test]" openhands-sdk
+	touch $@
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check otel_llm_usage tests benchmarks examples scripts
 	$(VENV)/bin/ruff format --check otel_llm_usage tests benchmarks examples scripts
 	$(VENV)/bin/mypy
 
-test: lint $(VENV)/.installed $(VENV_OPENAI2)/.installed
+test: lint $(VENV)/.installed $(VENV_OPENAI2)/.installed $(VENV_OH)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider
 	$(PY2) -m pytest -q -p no:cacheprovider tests/providers/test_openai.py tests/emulator/test_openai_emulator.py
+	$(MAKE) --no-print-directory test-openhands
+
+# No OTLP endpoint variables: OpenHands would start Laminar tracing of its own.
+test-openhands: $(VENV_OH)/.installed
+	env -u OTEL_EXPORTER_OTLP_ENDPOINT -u OTEL_EXPORTER_OTLP_TRACES_ENDPOINT -u OTEL_ENDPOINT \
+		-u LMNR_PROJECT_API_KEY $(PY_OH) -m pytest -q -p no:cacheprovider tests/frameworks/test_openhands.py
 
 demo: $(VENV)/.installed
 	$(PY) -m examples.demo
@@ -39,4 +59,4 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/overhead.py
 
 clean:
-	rm -rf $(VENV) $(VENV_OPENAI2)
+	rm -rf $(VENV) $(VENV_OPENAI2) $(VENV_OH)

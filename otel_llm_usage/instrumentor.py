@@ -33,6 +33,7 @@ PROVIDERS: dict[str, str] = {
     # agent frameworks: run and session spans around the calls the providers above record
     "openai_agents": "otel_llm_usage.frameworks.openai_agents",
     "agno": "otel_llm_usage.frameworks.agno",
+    "openhands": "otel_llm_usage.frameworks.openhands",
 }
 
 

@@ -48,6 +48,7 @@ __all__ = [
 FRAMEWORKS: dict[str, str] = {
     "openai_agents": "otel_llm_usage.frameworks.openai_agents",
     "agno": "otel_llm_usage.frameworks.agno",
+    "openhands": "otel_llm_usage.frameworks.openhands",
 }
 
 T = TypeVar("T")
