@@ -178,23 +178,14 @@ def result_from(response: Any, capture_content: bool = False) -> CallResult:
     return result
 
 
-class ChunkAccumulator:
+class ChunkAccumulator(openai_provider.ChunkAccumulator):
     """litellm chat chunks: usage (with litellm's cost) arrives in a last chunk without choices.
 
     litellm's chunks have no `usage` attribute until then, so every read is a `getattr`.
     """
 
-    __slots__ = ("complete", "cost", "hide_usage_chunk", "id", "model", "reasons", "text", "usage")
-
-    def __init__(self, hide_usage_chunk: bool, capture_content: bool) -> None:
-        self.complete = False
-        self.hide_usage_chunk = hide_usage_chunk
-        self.model: str | None = None
-        self.id: str | None = None
-        self.reasons: list[str] | None = None
-        self.usage: Any = None
-        self.cost: float | None = None
-        self.text: list[str] | None = [] if capture_content else None
+    __slots__ = ()
+    read_usage = staticmethod(usage_from)
 
     def add(self, chunk: Any) -> bool:
         if self.model is None:
@@ -220,19 +211,6 @@ class ChunkAccumulator:
             self.cost = cost if cost is not None else hidden_cost(chunk)
             return self.hide_usage_chunk and _carries_nothing(choices)
         return False
-
-    def result(self) -> CallResult:
-        output = None
-        if self.text is not None:
-            output = [{"role": "assistant", "content": "".join(self.text)}]
-        return CallResult(
-            response_model=self.model,
-            response_id=self.id,
-            finish_reasons=self.reasons,
-            usage=usage_from(self.usage),
-            provider_cost=self.cost,
-            output_messages=output,
-        )
 
 
 # What a chat chunk can carry for the caller besides usage.

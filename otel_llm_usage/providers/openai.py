@@ -246,6 +246,8 @@ def result_from(response: Any, capture_content: bool = False) -> CallResult:
 class ChunkAccumulator:
     """Chat and legacy completion chunks: usage arrives in the last chunk, if asked for."""
 
+    read_usage = staticmethod(usage_from)
+
     __slots__ = ("complete", "cost", "hide_usage_chunk", "id", "model", "reasons", "text", "usage")
 
     def __init__(self, hide_usage_chunk: bool, capture_content: bool) -> None:
@@ -292,8 +294,8 @@ class ChunkAccumulator:
             response_model=self.model,
             response_id=self.id,
             finish_reasons=self.reasons,
-            usage=usage_from(self.usage),
-            provider_cost=as_cost(get(self.usage, "cost")),
+            usage=self.read_usage(self.usage),
+            provider_cost=self.cost if self.cost is not None else as_cost(get(self.usage, "cost")),
             output_messages=output,
         )
 
