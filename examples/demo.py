@@ -111,8 +111,12 @@ def conversation(client: openai.OpenAI, push: Push, session_id: str, user: str, 
             f"  session total: requests={s.requests} in={s.input_tokens} out={s.output_tokens} "
             f"cost=${s.cost_usd:.6f} unpriced={s.unpriced_requests} errors={s.errors}"
         )
-    # The conversation is over: closing it records the session histograms (cost per session).
-    otel_llm_usage.close_session(session_id)
+
+
+def close_sessions(session_ids: tuple[str, ...]) -> None:
+    """The conversations are over: closing them records the session histograms (cost per session)."""
+    for session_id in session_ids:
+        otel_llm_usage.close_session(session_id)
 
 
 def show_metrics(port: int) -> None:
@@ -155,13 +159,18 @@ def main(argv: list[str] | None = None) -> int:
         print("Using the real OpenAI API (OPENAI_API_KEY is set)")
 
     loop = 0
+    sessions: tuple[str, ...] = ()
     try:
         while args.loops == 0 or loop < args.loops:
             loop += 1
-            conversation(client, push, f"support-alice-{loop}", "alice", ["Why was I billed twice?"])
-            conversation(client, push, f"research-bob-{loop}", "bob", ["Compare vector DBs", "Pick one"])
+            sessions = (f"support-alice-{loop}", f"research-bob-{loop}")
+            conversation(client, push, sessions[0], "alice", ["Why was I billed twice?"])
+            conversation(client, push, sessions[1], "bob", ["Compare vector DBs", "Pick one"])
+            if args.loops == 0 or loop < args.loops:
+                close_sessions(sessions)
         print("\nUsage summary (this process):")
         print(otel_llm_usage.usage_summary())
+        close_sessions(sessions)
         show_metrics(args.port)
         if args.serve:
             print(
