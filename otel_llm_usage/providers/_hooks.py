@@ -38,6 +38,34 @@ def replace_arg(args: Args, kwargs: Kwargs, index: int, name: str, value: Any) -
     return args, {**kwargs, name: value}
 
 
+def send(call: LLMCall, wrapped: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+    """Send a started call with its span current and inner clients silent; record a failure."""
+    token = in_llm_call.set(True)
+    call.activate()
+    try:
+        return wrapped(*args, **kwargs)
+    except BaseException as exc:
+        call.fail(exc)
+        raise
+    finally:
+        call.deactivate()
+        in_llm_call.reset(token)
+
+
+async def send_async(call: LLMCall, awaitable: Awaitable[Any]) -> Any:
+    """`send` for a coroutine: the same, around awaiting it."""
+    token = in_llm_call.set(True)
+    call.activate()
+    try:
+        return await awaitable
+    except BaseException as exc:
+        call.fail(exc)
+        raise
+    finally:
+        call.deactivate()
+        in_llm_call.reset(token)
+
+
 class CallHooks:
     """Subclasses implement `begin` (describe and start, or None to pass through) and `handle`."""
 
@@ -72,18 +100,7 @@ class CallHooks:
         plan, args, kwargs = self._begin(instance, args, kwargs)
         if plan is None:
             return wrapped(*args, **kwargs)
-        call = plan.call
-        token = in_llm_call.set(True)
-        call.activate()
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            call.deactivate()
-            in_llm_call.reset(token)
-        return self._handle(plan, result, False)
+        return self._handle(plan, send(plan.call, wrapped, args, kwargs), False)
 
     async def async_call(self, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
         if in_llm_call.get():
@@ -94,15 +111,4 @@ class CallHooks:
         return await self.send_awaitable(plan, wrapped(*args, **kwargs))
 
     async def send_awaitable(self, plan: Plan, awaitable: Awaitable[Any]) -> Any:
-        call = plan.call
-        token = in_llm_call.set(True)
-        call.activate()
-        try:
-            result = await awaitable
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            call.deactivate()
-            in_llm_call.reset(token)
-        return self._handle(plan, result, True)
+        return self._handle(plan, await send_async(plan.call, awaitable), True)

@@ -29,6 +29,7 @@ from ..context import in_llm_call
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..usage import TokenUsage, as_count
 from ._fields import get, get_str
+from ._hooks import send, send_async
 
 LIBRARY = "google.genai"
 _MODULE = "google.genai.models"
@@ -396,16 +397,7 @@ class GenAIHooks:
         call = self._begin(models, kwargs, operation, False)
         if call is None:
             return wrapped(*args, **kwargs)
-        token = in_llm_call.set(True)
-        call.activate()
-        try:
-            response = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            call.deactivate()
-            in_llm_call.reset(token)
+        response = send(call, wrapped, args, kwargs)
         self._finish(call, response, read)
         return response
 
@@ -417,16 +409,7 @@ class GenAIHooks:
         call = self._begin(models, kwargs, operation, False)
         if call is None:
             return await wrapped(*args, **kwargs)
-        token = in_llm_call.set(True)
-        call.activate()
-        try:
-            response = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            call.deactivate()
-            in_llm_call.reset(token)
+        response = await send_async(call, wrapped(*args, **kwargs))
         self._finish(call, response, read)
         return response
 
@@ -465,16 +448,7 @@ class GenAIHooks:
         call = self._begin(instance, kwargs, sc.OP_GENERATE_CONTENT, True)
         if call is None:
             return await wrapped(*args, **kwargs)
-        token = in_llm_call.set(True)
-        call.activate()
-        try:
-            chunks = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            call.deactivate()
-            in_llm_call.reset(token)
+        chunks = await send_async(call, wrapped(*args, **kwargs))
         return _track(_AsyncRequest(chunks, call, ContentAccumulator(self.capture)), call, chunks)
 
     # The caller's stream, only for its lifetime.
