@@ -28,8 +28,12 @@ log = logging.getLogger(__name__)
 PROVIDERS: dict[str, str] = {
     "openai": "otel_llm_usage.providers.openai",
     "anthropic": "otel_llm_usage.providers.anthropic",
+    "bedrock": "otel_llm_usage.providers.bedrock",
     "litellm": "otel_llm_usage.providers.litellm",
     "google_genai": "otel_llm_usage.providers.google_genai",
+    "groq": "otel_llm_usage.providers.groq",
+    "cohere": "otel_llm_usage.providers.cohere",
+    "mistralai": "otel_llm_usage.providers.mistral",
     # agent frameworks: run and session spans around the calls the providers above record
     "openai_agents": "otel_llm_usage.frameworks.openai_agents",
     "agno": "otel_llm_usage.frameworks.agno",

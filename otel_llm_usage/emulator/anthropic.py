@@ -21,15 +21,15 @@ import json
 import re
 import secrets
 import string
-import struct
 import threading
 import uuid
-import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 from urllib.parse import unquote
 
+from ._eventstream import event_stream_frame
 from ._server import Exchange, RecordedRequest, ScriptedEmulator, iter_pieces
 
 __all__ = ["AnthropicEmulator", "AnthropicReply", "AnthropicServedTotals", "RecordedRequest"]
@@ -146,9 +146,10 @@ class AnthropicServedTotals:
     """Usage the emulator put on the wire, summed over the responses it sent.
 
     ``requests`` counts replies sent for message requests (errors included); ``count_tokens_requests``
-    counts token-counting requests. Input and cache counts are added once the body or the
-    ``message_start`` event carrying them is written, output once the body or ``message_delta`` is:
-    a stream cut before ``message_delta`` adds its input but no output.
+    counts token-counting requests. Input and cache counts are added with the body or the
+    ``message_start`` event carrying them, output with the body or ``message_delta``: a stream cut
+    before ``message_delta`` adds its input but no output. Counts are added before the bytes are
+    written (and taken back if the write fails), so a client that has a response sees it counted.
     """
 
     requests: int = 0
@@ -238,26 +239,6 @@ def bedrock_response_model(model_id: str) -> str:
     return match.group("name") if match else model_id
 
 
-def event_stream_frame(headers: Mapping[str, str], payload: bytes) -> bytes:
-    """One message of the AWS event-stream encoding (string headers only), with both CRCs."""
-    parts = []
-    for name, value in headers.items():
-        raw_name, raw_value = name.encode(), value.encode()
-        # 7 is the event-stream header value type "string".
-        parts.append(
-            struct.pack("!B", len(raw_name))
-            + raw_name
-            + b"\x07"
-            + struct.pack("!H", len(raw_value))
-            + raw_value
-        )
-    encoded = b"".join(parts)
-    total = 12 + len(encoded) + len(payload) + 4
-    prelude = struct.pack("!II", total, len(encoded))
-    message = prelude + struct.pack("!I", zlib.crc32(prelude)) + encoded + payload
-    return message + struct.pack("!I", zlib.crc32(message))
-
-
 class AnthropicEmulator(ScriptedEmulator[AnthropicReply, AnthropicServedTotals]):
     """Anthropic-compatible HTTP server on ``127.0.0.1`` for tests and demos.
 
@@ -288,6 +269,16 @@ class AnthropicEmulator(ScriptedEmulator[AnthropicReply, AnthropicServedTotals])
                 served.output_tokens += tally.output
                 served.cache_read_input_tokens += tally.cache_read
                 served.cache_creation_input_tokens += tally.cache_write
+
+    def _send_counted(self, tally: _Tally | None, send: Callable[[], bool]) -> bool:
+        """Send usage-bearing bytes, counting them first: a client may read ``served`` as soon as it
+        has the bytes, so counting afterwards would race with it. A failed write is uncounted."""
+        if tally is not None:
+            self._add(tally)
+        sent = send()
+        if not sent and tally is not None:
+            self._add(_Tally().minus(tally))
+        return sent
 
     # --- routing -----------------------------------------------------------------------------
 
@@ -392,8 +383,7 @@ class AnthropicEmulator(ScriptedEmulator[AnthropicReply, AnthropicServedTotals])
             headers["X-Amzn-Bedrock-Input-Token-Count"] = str(tally.input)
             headers["X-Amzn-Bedrock-Output-Token-Count"] = str(tally.output)
             headers["X-Amzn-Bedrock-Invocation-Latency"] = str(int(reply.delay_s * 1000))
-        if exchange.send_json(200, payload, headers) and tally is not None:
-            self._add(tally)
+        self._send_counted(tally, partial(exchange.send_json, 200, payload, headers))
 
     def _send_error(
         self,
@@ -437,10 +427,8 @@ class AnthropicEmulator(ScriptedEmulator[AnthropicReply, AnthropicServedTotals])
             if index and not exchange.sleep(reply.chunk_delay_s):
                 exchange.abort()
                 return
-            if not self._write_event(exchange, event, bedrock):
+            if not self._send_counted(event.tally, partial(self._write_event, exchange, event, bedrock)):
                 return
-            if event.tally is not None:
-                self._add(event.tally)
         if reply.cut_after is not None:
             exchange.abort()
             return

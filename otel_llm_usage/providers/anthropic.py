@@ -16,7 +16,6 @@ becomes a child of ours.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,7 +27,7 @@ from ..config import Options
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..streams import AsyncStreamProxy, SyncStreamProxy
 from ..usage import TokenUsage, as_count
-from ._fields import get, get_str
+from ._fields import get, get_str, json_body
 from ._hooks import Args, CallHooks, Kwargs, Plan, replace_arg
 
 LIBRARY = "anthropic"
@@ -268,13 +267,8 @@ class MessageStreamAccumulator:
 
 def body_result(http_response: Any, capture_content: bool) -> CallResult | None:
     """A result from a raw response whose JSON body has been read, or None when it has not been."""
-    if not getattr(http_response, "is_closed", False):
-        return None
-    try:
-        data = json.loads(http_response.content)
-    except (ValueError, TypeError, AttributeError, RuntimeError):
-        return None
-    return result_from(data, capture_content) if isinstance(data, dict) else None
+    data = json_body(http_response)
+    return result_from(data, capture_content) if data is not None else None
 
 
 # --- hooks -----------------------------------------------------------------------------------

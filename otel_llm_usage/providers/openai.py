@@ -4,13 +4,18 @@ One hook covers every entry point: `SyncAPIClient.request` / `AsyncAPIClient.req
 which `create`, `parse`, the `stream()` helpers, `with_raw_response` and
 `with_streaming_response` of chat completions, responses, embeddings and legacy completions all
 pass. Only those four paths are recorded; every other request goes through untouched.
+
+Other SDKs generated from the same Stainless template (groq) share this request pipeline; their
+provider modules subclass `OpenAIHooks` and name their own package, paths and provider.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from typing import Any
+import functools
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import wrapt
 
@@ -20,7 +25,7 @@ from ..config import Options
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..streams import AsyncStreamProxy, SyncStreamProxy
 from ..usage import TokenUsage, as_count
-from ._fields import as_cost, get, get_str
+from ._fields import as_cost, fields, get, get_str, json_body
 from ._hooks import Args, CallHooks, Kwargs, Plan, replace_arg
 
 LIBRARY = "openai"
@@ -104,14 +109,17 @@ def _request_attributes(body: dict[str, Any]) -> dict[str, Any] | None:
 _endpoints: dict[int, tuple[Any, str, int, str]] = {}
 
 
-def _endpoint(client: Any, endpoints: dict[str, str]) -> tuple[str, int, str]:
+def _endpoint(client: Any, endpoints: dict[str, str], provider: str | None) -> tuple[str, int, str]:
     url = client.base_url
     cached = _endpoints.get(id(client))
     if cached is not None and cached[0] is url:
         return cached[1], cached[2], cached[3]
     host = url.host or ""
     port = url.port or (443 if url.scheme == "https" else 80)
-    provider = provider_for_host(host, _is_azure(client), endpoints)
+    if provider is None:
+        provider = provider_for_host(host, _is_azure(client), endpoints)
+    else:
+        provider = endpoints.get(host, provider)
     if len(_endpoints) >= 256:
         _endpoints.clear()
     _endpoints[id(client)] = (url, host, port, provider)
@@ -119,14 +127,24 @@ def _endpoint(client: Any, endpoints: dict[str, str]) -> tuple[str, int, str]:
 
 
 def describe_request(
-    client: Any, options: Any, capture_content: bool, endpoints: dict[str, str]
+    client: Any,
+    options: Any,
+    capture_content: bool,
+    endpoints: dict[str, str],
+    operations: Mapping[str, str] = OPERATIONS,
+    provider: str | None = None,
 ) -> CallRequest | None:
-    operation = OPERATIONS.get(getattr(options, "url", None) or "")
+    """The call a request makes, or None for a path not in `operations`.
+
+    `provider` names the provider of every host (the `endpoints` option aside); None reads it
+    from the host, as for the openai SDK, which talks to many OpenAI-compatible APIs.
+    """
+    operation = operations.get(getattr(options, "url", None) or "")
     if operation is None:
         return None
     body = options.json_data if isinstance(getattr(options, "json_data", None), dict) else {}
     model = body.get("model")
-    host, port, provider = _endpoint(client, endpoints)
+    host, port, provider = _endpoint(client, endpoints, provider)
     stream = body.get("stream") is True
     req = CallRequest(
         operation=operation,
@@ -168,12 +186,13 @@ def usage_from(usage: Any) -> TokenUsage | None:
     """
     if usage is None:
         return None
-    prompt = get(usage, "prompt_tokens")
+    u = fields(usage)
+    prompt = u.get("prompt_tokens")
     if prompt is None:
-        prompt = get(usage, "input_tokens")
-    completion = get(usage, "completion_tokens")
+        prompt = u.get("input_tokens")
+    completion = u.get("completion_tokens")
     if completion is None:
-        completion = get(usage, "output_tokens")
+        completion = u.get("output_tokens")
     if (
         as_count(prompt) == 0
         and as_count(completion) == 0
@@ -181,20 +200,18 @@ def usage_from(usage: Any) -> TokenUsage | None:
         and not _is_zero(completion)
     ):
         return None
-    in_details = get(usage, "prompt_tokens_details") or get(usage, "input_tokens_details")
-    out_details = get(usage, "completion_tokens_details") or get(usage, "output_tokens_details")
-    cache_read = as_count(get(in_details, "cached_tokens")) or as_count(get(usage, "prompt_cache_hit_tokens"))
-    cache_write = as_count(get(in_details, "cache_write_tokens")) or as_count(
-        get(in_details, "cache_creation_tokens")
-    )
+    ins = fields(u.get("prompt_tokens_details") or u.get("input_tokens_details"))
+    outs = fields(u.get("completion_tokens_details") or u.get("output_tokens_details"))
+    cache_read = as_count(ins.get("cached_tokens")) or as_count(u.get("prompt_cache_hit_tokens"))
+    cache_write = as_count(ins.get("cache_write_tokens")) or as_count(ins.get("cache_creation_tokens"))
     return TokenUsage.normalised(
         input=as_count(prompt),
         output=as_count(completion),
         cache_read=cache_read,
         cache_write=cache_write,
-        reasoning=as_count(get(out_details, "reasoning_tokens")),
-        input_audio=as_count(get(in_details, "audio_tokens")),
-        output_audio=as_count(get(out_details, "audio_tokens")),
+        reasoning=as_count(outs.get("reasoning_tokens")),
+        input_audio=as_count(ins.get("audio_tokens")),
+        output_audio=as_count(outs.get("audio_tokens")),
     )
 
 
@@ -221,21 +238,23 @@ def _output_messages(response: Any) -> list[dict[str, Any]] | None:
 
 def result_from(response: Any, capture_content: bool = False) -> CallResult:
     """Read a non-streamed response (chat, legacy, embeddings or responses object)."""
-    usage = get(response, "usage")
+    r = fields(response)
+    usage = r.get("usage")
     reasons: list[str] = []
-    choices = get(response, "choices")
+    choices = r.get("choices")
     if isinstance(choices, list):
         for choice in choices:
             reason = get_str(choice, "finish_reason")
             if reason:
                 reasons.append(reason)
     else:
-        status = get_str(response, "status")
-        if status:
+        status = r.get("status")
+        if isinstance(status, str) and status:
             reasons.append(status)
+    model, response_id = r.get("model"), r.get("id")
     return CallResult(
-        response_model=get_str(response, "model"),
-        response_id=get_str(response, "id"),
+        response_model=model if isinstance(model, str) and model else None,
+        response_id=response_id if isinstance(response_id, str) and response_id else None,
         finish_reasons=reasons or None,
         usage=usage_from(usage),
         provider_cost=as_cost(get(usage, "cost")),
@@ -337,10 +356,41 @@ def build_wrappers(recorder: Recorder, options: Options) -> dict[tuple[str, str]
     return {TARGETS[0]: hooks.sync_call, TARGETS[1]: hooks.async_call}
 
 
+class _SdkClasses(NamedTuple):
+    stream: type[Any]
+    async_stream: type[Any]
+    api_response: type[Any]
+    async_api_response: type[Any]
+    legacy_response: type[Any] | None  # openai's `with_raw_response` objects; others return APIResponse
+
+
+@functools.cache
+def _sdk_classes(library: str) -> _SdkClasses:
+    """The stream and raw-response classes of a Stainless-generated SDK, looked up once it is in use."""
+    sdk = importlib.import_module(library)
+    response = importlib.import_module(f"{library}._response")
+    try:
+        legacy: type[Any] | None = importlib.import_module(f"{library}._legacy_response").LegacyAPIResponse
+    except ImportError:
+        legacy = None
+    return _SdkClasses(sdk.Stream, sdk.AsyncStream, response.APIResponse, response.AsyncAPIResponse, legacy)
+
+
 class OpenAIHooks(CallHooks):
-    """The wrappers installed on the SDK, bound to one recorder and its options."""
+    """The wrappers installed on the SDK, bound to one recorder and its options.
+
+    A subclass serves another SDK of the same template: `library` is its package, `operations` the
+    paths it records, `provider` the provider name of all its hosts (None: read from the host),
+    `chunk_accumulator` how its chat chunks are read, `adds_stream_usage` whether `stream_usage`
+    may add `stream_options` to its requests.
+    """
 
     site = "openai"
+    library = "openai"
+    operations: Mapping[str, str] = OPERATIONS
+    provider: str | None = None
+    chunk_accumulator: type[ChunkAccumulator] = ChunkAccumulator
+    adds_stream_usage = True
 
     def __init__(self, recorder: Recorder, stream_usage: str, endpoints: dict[str, str]) -> None:
         self.rec = recorder
@@ -350,13 +400,16 @@ class OpenAIHooks(CallHooks):
 
     def begin(self, instance: Any, args: Args, kwargs: Kwargs) -> tuple[Plan | None, Args, Kwargs]:
         options: Any = args[1] if len(args) > 1 else kwargs.get("options")
-        req = describe_request(instance, options, self.capture, self.endpoints)
+        req = describe_request(
+            instance, options, self.capture, self.endpoints, self.operations, self.provider
+        )
         if req is None:
             return None, args, kwargs
         kind = RESPONSES if options.url == "/responses" else CHUNKS
         if (
             req.stream
             and kind == CHUNKS
+            and self.adds_stream_usage
             and not _has_stream_options(options)
             and wants_stream_usage(self.stream_usage, req.server_address or "", req.provider)
         ):
@@ -369,45 +422,56 @@ class OpenAIHooks(CallHooks):
         return self._wrap_result(plan.call, result, plan.kind, is_async)
 
     def _wrap_result(self, call: LLMCall, result: Any, kind: str, is_async: bool) -> Any:
-        import openai
-
-        if isinstance(result, openai.Stream):
+        sdk = _sdk_classes(self.library)
+        if isinstance(result, sdk.stream):
             return SyncStreamProxy(result, call, self._acc(kind))
-        if isinstance(result, openai.AsyncStream):
+        if isinstance(result, sdk.async_stream):
             return AsyncStreamProxy(result, call, self._acc(kind))
-        from openai._legacy_response import LegacyAPIResponse
-        from openai._response import APIResponse, AsyncAPIResponse
-
-        if isinstance(result, LegacyAPIResponse):
+        if sdk.legacy_response is not None and isinstance(result, sdk.legacy_response):
             if not getattr(result, "_stream", False):
                 call.finish(result_from(result.parse(), self.capture))  # parse() caches: no double work
                 return result
             return _RawResponseProxy(result, call, self, kind)
-        if isinstance(result, APIResponse):
+        if isinstance(result, sdk.api_response | sdk.async_api_response):
+            # A plain `with_raw_response` body is read already (groq); a streaming one is read later.
+            body = None if call.req.stream else json_body(result.http_response)
+            if body is not None:
+                call.finish(result_from(body, self.capture))
+                return result
+            if isinstance(result, sdk.async_api_response):
+                return _AsyncRawResponseProxy(result, call, self, kind)
             return _RawResponseProxy(result, call, self, kind)
-        if isinstance(result, AsyncAPIResponse):
-            return _AsyncRawResponseProxy(result, call, self, kind)
         call.finish(result_from(result, self.capture))
         return result
 
     def _acc(self, kind: str) -> Any:
         if kind == RESPONSES:
             return ResponsesAccumulator(self.capture)
-        return ChunkAccumulator(kind == CHUNKS_HIDING_USAGE, self.capture)
+        return self.chunk_accumulator(kind == CHUNKS_HIDING_USAGE, self.capture)
 
     def wrap_parsed(self, call: LLMCall, parsed: Any, kind: str) -> Any:
-        import openai
-
-        if isinstance(parsed, openai.Stream):
+        sdk = _sdk_classes(self.library)
+        if isinstance(parsed, sdk.stream):
             return SyncStreamProxy(parsed, call, self._acc(kind))
-        if isinstance(parsed, openai.AsyncStream):
+        if isinstance(parsed, sdk.async_stream):
             return AsyncStreamProxy(parsed, call, self._acc(kind))
         call.finish(result_from(parsed, self.capture))
         return parsed
 
+    def finish_raw(self, call: LLMCall, raw: Any) -> None:
+        """End a raw response's call on close: from its body if the caller read it, else incomplete."""
+        if call.done:
+            return
+        body = None if call.req.stream else json_body(getattr(raw, "http_response", None))
+        if body is not None:
+            call.finish(result_from(body, self.capture))
+        else:
+            call.finish(None, incomplete=True)
+
 
 class _RawResponseProxy(wrapt.ObjectProxy[Any]):
-    """`with_raw_response` (streamed) and `with_streaming_response`: finish on parse or close."""
+    """`with_raw_response` (streamed) and `with_streaming_response`: finish on parse, else on close
+    (from the body if the caller read it) or garbage collection."""
 
     def __init__(self, wrapped: Any, call: LLMCall, hooks: OpenAIHooks, kind: str) -> None:
         super().__init__(wrapped)
@@ -422,19 +486,26 @@ class _RawResponseProxy(wrapt.ObjectProxy[Any]):
             try:
                 self._self_parsed = self._self_hooks.wrap_parsed(self._self_call, parsed, self._self_kind)
             except Exception as exc:
-                report("openai.raw_parse", exc)
+                report(f"{self._self_hooks.site}.raw_parse", exc)
                 self._self_parsed = parsed
         return self._self_parsed
+
+    def _self_end(self) -> None:
+        try:
+            self._self_hooks.finish_raw(self._self_call, self.__wrapped__)
+        except Exception as exc:
+            report(f"{self._self_hooks.site}.raw_end", exc)
+            self._self_call.finish(None, incomplete=True)
 
     def close(self) -> Any:
         try:
             return self.__wrapped__.close()
         finally:
-            self._self_call.finish(None, incomplete=True)
+            self._self_end()
 
     def __del__(self) -> None:
         try:
-            self._self_call.finish(None, incomplete=True)
+            self._self_end()
         except Exception:
             pass
 
@@ -446,7 +517,7 @@ class _AsyncRawResponseProxy(_RawResponseProxy):
             try:
                 self._self_parsed = self._self_hooks.wrap_parsed(self._self_call, parsed, self._self_kind)
             except Exception as exc:
-                report("openai.raw_parse", exc)
+                report(f"{self._self_hooks.site}.raw_parse", exc)
                 self._self_parsed = parsed
         return self._self_parsed
 
@@ -454,4 +525,4 @@ class _AsyncRawResponseProxy(_RawResponseProxy):
         try:
             return await self.__wrapped__.close()
         finally:
-            self._self_call.finish(None, incomplete=True)
+            self._self_end()
