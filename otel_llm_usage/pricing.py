@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
@@ -124,15 +125,26 @@ class ModelPrice:
         return cls(**values)
 
 
-# One unit of a compiled price: ledger coefficients, a price (or tiers) per `per` units, a bucket.
+# Prices are compiled to integers: USD per unit times _SCALE. A cost is then an exact integer sum,
+# and one int/int division gives the double nearest the exact decimal amount (0.00725, never
+# 0.0072500000000000004), which is also what genai-prices' Decimal result converts to.
+_SCALE = 10**24
+
+
+def _scaled(price: Any, per: Any) -> int:
+    with localcontext() as ctx:
+        ctx.prec = 60
+        return int((Decimal(str(price)) * _SCALE / Decimal(str(per))).to_integral_value())
+
+
+# One unit of a compiled price: ledger coefficients, a scaled price (or tiers), a bucket.
 @dataclass(frozen=True, slots=True)
 class _Unit:
     coefs: tuple[tuple[int, int], ...]
-    price: float
-    tiers: tuple[tuple[int, float], ...]  # (start, price), highest start first
-    per: float
+    price: int
+    tiers: tuple[tuple[int, int], ...]  # (start, scaled price), highest start first
     bucket: int  # 0 input, 1 cache_read, 2 cache_write, 3 output
-    constant: float = 0.0  # count that does not depend on tokens (per-request charges)
+    constant: int = 0  # count that does not depend on tokens (per-request charges)
 
 
 class _Compiled:
@@ -161,7 +173,7 @@ class _Compiled:
             except ValueError:
                 return None  # genai-prices needs a usage split this ledger does not have (audio cache reads)
         x = _ledger_vector(t)
-        buckets = [0.0, 0.0, 0.0, 0.0]
+        buckets = [0, 0, 0, 0]
         for u in self.units:
             count = u.constant
             for i, c in u.coefs:
@@ -171,9 +183,10 @@ class _Compiled:
                 if t.input > start:
                     price = tier_price
                     break
-            buckets[u.bucket] += price * count / u.per
-        b0, b1, b2, b3 = (_tidy(b) for b in buckets)
-        return Cost(_tidy(b0 + b1 + b2 + b3), b0, b1, b2, b3, self.source, self.model_id)
+            buckets[u.bucket] += price * count
+        b0, b1, b2, b3 = buckets
+        s = _SCALE
+        return Cost((b0 + b1 + b2 + b3) / s, b0 / s, b1 / s, b2 / s, b3 / s, self.source, self.model_id)
 
     def _slow_cost(self, t: TokenUsage) -> Cost:
         from genai_prices import Usage as GenaiUsage
@@ -182,11 +195,6 @@ class _Compiled:
         calc = model.calc_price(GenaiUsage(**genai_usage_values(t)), provider)
         inp, out = float(calc.input_price), float(calc.output_price)
         return Cost(float(calc.total_price), inp, 0.0, 0.0, out, self.source, self.model_id)
-
-
-def _tidy(value: float) -> float:
-    """Drop binary noise below the 15th significant digit (0.00013000000000000002 -> 0.00013)."""
-    return float(f"{value:.15g}")
 
 
 def _bucket_of(dimensions: Mapping[str, str]) -> int:
@@ -217,8 +225,8 @@ def _compile_model_price(model_price: Any) -> tuple[_Unit, ...] | None:
     units: list[_Unit] = []
     for unit, price in priced:
         if unit.usage_key == "requests":
-            base = float(price.base if isinstance(price, TieredPrices) else price)
-            units.append(_Unit((), base, (), float(unit.per), 0, constant=1.0))
+            base = price.base if isinstance(price, TieredPrices) else price
+            units.append(_Unit((), _scaled(base, unit.per), (), 0, constant=1))
             continue
         if unit.usage_key in _KEY_INDEX:
             vec = {_KEY_INDEX[unit.usage_key]: 1}
@@ -234,11 +242,12 @@ def _compile_model_price(model_price: Any) -> tuple[_Unit, ...] | None:
         coefs = tuple((i, c) for i, c in sorted(vec.items()) if c)
         if isinstance(price, TieredPrices):
             tiers = tuple(
-                (tier.start, float(tier.price)) for tier in sorted(price.tiers, key=lambda tr: -tr.start)
+                (tier.start, _scaled(tier.price, unit.per))
+                for tier in sorted(price.tiers, key=lambda tr: -tr.start)
             )
-            units.append(_Unit(coefs, float(price.base), tiers, float(unit.per), _bucket_of(unit.dimensions)))
+            units.append(_Unit(coefs, _scaled(price.base, unit.per), tiers, _bucket_of(unit.dimensions)))
         else:
-            units.append(_Unit(coefs, float(price), (), float(unit.per), _bucket_of(unit.dimensions)))
+            units.append(_Unit(coefs, _scaled(price, unit.per), (), _bucket_of(unit.dimensions)))
     return tuple(units)
 
 
@@ -249,7 +258,7 @@ def _compile_override(name: str, p: ModelPrice, expires: float) -> _Compiled:
     cw1h = p.cache_write_1h if p.cache_write_1h is not None else cw
     ia = p.input_audio if p.input_audio is not None else inp
     oa = p.output_audio if p.output_audio is not None else p.output
-    m = 1_000_000.0
+    m = 1_000_000
     i = _KEY_INDEX
     units = (
         # text input = input - cache - audio; written in the same linear form as table prices
@@ -260,17 +269,16 @@ def _compile_override(name: str, p: ModelPrice, expires: float) -> _Compiled:
                 (i["cache_write_tokens"], -1),
                 (i["input_audio_tokens"], -1),
             ),
-            inp,
+            _scaled(inp, m),
             (),
-            m,
             0,
         ),
-        _Unit(((i["input_audio_tokens"], 1),), ia, (), m, 0),
-        _Unit(((i["cache_read_tokens"], 1),), cr, (), m, 1),
-        _Unit(((i["cache_write_5m_tokens"], 1),), cw, (), m, 2),
-        _Unit(((i["cache_write_1h_tokens"], 1),), cw1h, (), m, 2),
-        _Unit(((i["output_tokens"], 1), (i["output_audio_tokens"], -1)), p.output, (), m, 3),
-        _Unit(((i["output_audio_tokens"], 1),), oa, (), m, 3),
+        _Unit(((i["input_audio_tokens"], 1),), _scaled(ia, m), (), 0),
+        _Unit(((i["cache_read_tokens"], 1),), _scaled(cr, m), (), 1),
+        _Unit(((i["cache_write_5m_tokens"], 1),), _scaled(cw, m), (), 2),
+        _Unit(((i["cache_write_1h_tokens"], 1),), _scaled(cw1h, m), (), 2),
+        _Unit(((i["output_tokens"], 1), (i["output_audio_tokens"], -1)), _scaled(p.output, m), (), 3),
+        _Unit(((i["output_audio_tokens"], 1),), _scaled(oa, m), (), 3),
     )
     return _Compiled(units, name, "override", p.context_window, expires)
 
@@ -310,6 +318,13 @@ class Pricer:
         if compiled is None:
             return None
         return compiled.cost(tokens)
+
+    def knows(self, provider: str, model: str) -> bool:
+        """Whether the model has a price (an override or a table entry), without warning if not."""
+        if self._override(model) is not None:
+            return True
+        provider_id = GENAI_PRICES_PROVIDER.get(provider)
+        return provider_id is not None and _find_model(provider_id, model) is not None
 
     def context_window(self, provider: str, model: str | None) -> int | None:
         compiled = self.resolve(provider, model) if model else None

@@ -5,10 +5,12 @@ the parent span id, so runs of other instrumentations count too) and adds each f
 span (`llm_usage.call = True`) to its runs, its session, its agent and the process. Ledgers are
 fed from span ends, never from export, so a dropping exporter cannot make them wrong.
 
-Each call is counted by exactly one path, chosen when its span starts: when this processor saw
-the span start, by `on_end`; otherwise (no SDK tracer provider, a provider this processor is not
-on, or a span the sampler dropped) by the span wrapper `_DirectSpan` that the recorder's tracer
-hands out, whose `end()` feeds the same ledger update.
+The recorder's own LLM-call spans take a shorter path: the recorder's tracer (`_LedgerTracer`)
+finds the call's run when it starts, and the span wrapper it hands out (`_CallSpan`) feeds the
+ledgers when the call ends, from the plain attribute dict the recorder wrote. The processor's
+`on_start` and `on_end` skip those spans, so each call is counted exactly once, and counted even
+when no SDK tracer provider carries this processor or the sampler dropped the span. LLM-call spans
+of other origins (marked `llm_usage.call` but not started by the recorder) go through `on_end`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from opentelemetry import context as otel_context
@@ -57,6 +60,10 @@ RUN: Final = "run"
 ROOT: Final = "root"  # a local root span that is not a run: collects the calls made outside any run
 
 _MISSING: Final = object()
+
+# True while the recorder's tracer starts an LLM-call span: `_CallSpan` counts that call, so the
+# processor's `on_start` leaves it alone.
+_starting_call: ContextVar[bool] = ContextVar("otel_llm_usage_starting_call", default=False)
 _T = TypeVar("_T")
 
 
@@ -284,12 +291,12 @@ def _call_ledger(attrs: Mapping[str, Any]) -> tuple[str, TokenUsage | None, floa
     if attrs.get(sc.USAGE_SOURCE) != sc.USAGE_SOURCE_MISSING and (
         sc.USAGE_INPUT_TOKENS in attrs or sc.USAGE_OUTPUT_TOKENS in attrs
     ):
-        tokens = TokenUsage(
+        tokens = TokenUsage.normalised(
             input=as_count(attrs.get(sc.USAGE_INPUT_TOKENS)),
             output=as_count(attrs.get(sc.USAGE_OUTPUT_TOKENS)),
-            cache_read=as_count(attrs.get(sc.USAGE_CACHE_READ_INPUT_TOKENS)),
-            cache_write=as_count(attrs.get(sc.USAGE_CACHE_CREATION_INPUT_TOKENS)),
-            reasoning=as_count(attrs.get(sc.USAGE_REASONING_OUTPUT_TOKENS)),
+            cache_read=as_count(attrs.get(sc.USAGE_CACHE_READ_INPUT_TOKENS, 0)),
+            cache_write=as_count(attrs.get(sc.USAGE_CACHE_CREATION_INPUT_TOKENS, 0)),
+            reasoning=as_count(attrs.get(sc.USAGE_REASONING_OUTPUT_TOKENS, 0)),
         )
     raw_cost = attrs.get(sc.USAGE_COST)
     cost = float(raw_cost) if isinstance(raw_cost, int | float) and not isinstance(raw_cost, bool) else None
@@ -472,10 +479,6 @@ class RollupProcessor(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
 
-    def tracks(self, span: trace.Span) -> bool:
-        """Whether this processor saw the span start (its end will then be counted by `on_end`)."""
-        return span.get_span_context().span_id in self._open
-
     def current_run(self) -> Run | None:
         """The run a call started now belongs to: the current span's, else the scope's."""
         sid = trace.get_current_span().get_span_context().span_id
@@ -488,7 +491,7 @@ class RollupProcessor(SpanProcessor):
     # --- span processor --------------------------------------------------------------------------
 
     def on_start(self, span: SDKSpan, parent_context: otel_context.Context | None = None) -> None:
-        if not self.enabled:
+        if not self.enabled or _starting_call.get():
             return
         try:
             self._on_start(span)
@@ -918,33 +921,48 @@ class RollupProcessor(SpanProcessor):
         return current if current.is_recording() else None
 
 
-class _DirectSpan(trace.Span):
-    """An LLM-call span this processor did not see start: its end feeds the ledgers directly."""
+class _CallSpan(trace.Span):
+    """The recorder's LLM-call span: its end feeds the ledgers from the attributes the recorder set."""
 
-    __slots__ = ("_attrs", "_done", "_proc", "_run", "_span", "_start_ns")
+    __slots__ = ("_attrs", "_done", "_proc", "_run", "_sid", "_span", "_start_ns")
 
     def __init__(
-        self, span: trace.Span, attrs: dict[str, Any], proc: RollupProcessor, run: Run | None
+        self,
+        span: trace.Span,
+        attrs: dict[str, Any],
+        proc: RollupProcessor,
+        run: Run | None,
+        start_ns: int | None,
     ) -> None:
         self._span = span
         self._attrs = attrs
         self._proc = proc
         self._run = run
         self._done = False
-        self._start_ns = time.time_ns()
+        self._start_ns = start_ns if start_ns is not None else time.time_ns()
+        # Spans started beneath the call (an HTTP client's) sit in the call's run.
+        self._sid = span.get_span_context().span_id
+        if self._sid:
+            proc._open[self._sid] = run
 
     def end(self, end_time: int | None = None) -> None:
+        proc = self._proc
+        if self._sid:
+            proc._open.pop(self._sid, None)
         try:
             self._span.end(end_time)
         finally:
             if not self._done:
                 self._done = True
-                if self._proc.enabled:
+                if proc.enabled:
                     try:
-                        end_ns = end_time if end_time is not None else time.time_ns()
-                        self._proc.account(self._attrs, self._run, self._start_ns, end_ns)
+                        # The SDK span's own times, so run latencies match the exported spans.
+                        span = self._span
+                        start_ns = getattr(span, "start_time", None) or self._start_ns
+                        end_ns = getattr(span, "end_time", None) or end_time or time.time_ns()
+                        proc.account(self._attrs, self._run, start_ns, end_ns)
                     except Exception as exc:
-                        report("rollup.direct", exc)
+                        report("rollup.call_span", exc)
 
     def get_span_context(self) -> trace.SpanContext:
         return self._span.get_span_context()
@@ -982,8 +1000,17 @@ class _DirectSpan(trace.Span):
         self._span.record_exception(exception, attributes, timestamp, escaped)
 
 
+def _annotate(attrs: dict[str, Any], run: Run) -> None:
+    """The session and agent a call inherits from its run, where its own scope named none."""
+    if run.session_id and sc.SESSION_ID not in attrs:
+        attrs[sc.SESSION_ID] = run.session_id
+        attrs[sc.CONVERSATION_ID] = run.session_id
+    if run.kind == RUN and run.agent and sc.AGENT_NAME not in attrs:
+        attrs[sc.AGENT_NAME] = run.agent
+
+
 class _LedgerTracer(trace.Tracer):
-    """The recorder's tracer, handing out `_DirectSpan`s for LLM calls the processor cannot see."""
+    """The recorder's tracer: LLM-call spans come out as `_CallSpan`s, placed in their run."""
 
     def __init__(self, inner: trace.Tracer, proc: RollupProcessor) -> None:
         self._inner = inner
@@ -1000,16 +1027,28 @@ class _LedgerTracer(trace.Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> trace.Span:
-        span = self._inner.start_span(
-            name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
-        )
         proc = self._proc
         if not attributes or attributes.get(sc.LLM_CALL_MARK) is not True or not proc.enabled:
-            return span
+            return self._inner.start_span(
+                name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
+            )
+        attrs = dict(attributes)
+        run: Run | None = None
         try:
-            if proc.tracks(span):
-                return span
-            return _DirectSpan(span, dict(attributes), proc, proc.current_run())
+            run = proc.current_run()
+            if run is not None:
+                _annotate(attrs, run)
+        except Exception as exc:
+            report("rollup.start_span", exc)
+        token = _starting_call.set(True)
+        try:
+            span = self._inner.start_span(
+                name, context, kind, attrs, links, start_time, record_exception, set_status_on_exception
+            )
+        finally:
+            _starting_call.reset(token)
+        try:
+            return _CallSpan(span, attrs, proc, run, start_time)
         except Exception as exc:
             report("rollup.start_span", exc)
             return span

@@ -19,6 +19,8 @@ def as_count(value: object) -> int:
     Providers (and proxies in front of them) sometimes send floats, strings or nulls; a count
     that cannot be read is treated as absent rather than guessed.
     """
+    if type(value) is int:
+        return value if value > 0 else 0
     if isinstance(value, bool):
         return 0
     if isinstance(value, int):
@@ -63,6 +65,18 @@ class TokenUsage:
         A subset larger than its total can only come from a malformed payload; the subset is cut
         to fit rather than inflating the billed total.
         """
+        if (
+            cache_read >= 0
+            and cache_write >= 0
+            and cache_read + cache_write <= input
+            and 0 <= cache_write_1h <= cache_write
+            and 0 <= reasoning <= output
+            and 0 <= input_audio <= input
+            and 0 <= output_audio <= output
+        ):  # consistent already: the common case
+            return cls(
+                input, output, cache_read, cache_write, cache_write_1h, reasoning, input_audio, output_audio
+            )
         input, output = max(input, 0), max(output, 0)
         cache_read = min(max(cache_read, 0), input)
         cache_write = min(max(cache_write, 0), input - cache_read)
