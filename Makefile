@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PY2 := $(VENV_OPENAI2)/bin/python
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 PIP_FLAGS := --disable-pip-version-check -q
-EXTRAS := test,dev,openai,anthropic,bedrock,litellm,google,prometheus,openai-agents,agno
+EXTRAS := test,dev,openai,anthropic,bedrock,litellm,google,prometheus,openai-agents,agno,cohere,groq,mistral
 # The OpenHands SDK needs Python >= 3.12: its tests run in a venv of their own. pyenv keeps its
 # interpreters under $(PYENV_ROOT) (default ~/.pyenv) whether or not `pyenv` is on PATH; a
 # python3.12 on PATH is the fallback. Override with `make test-openhands PYTHON312=/path/to/python`.
@@ -15,7 +15,7 @@ PY_OH := $(VENV_OH)/bin/python
 PYENV_ROOT ?= $(HOME)/.pyenv
 PYTHON312 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.12.*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
 
-.PHONY: test demo lint test-openai2 test-openhands bench clean
+.PHONY: test demo lint test-openai2 test-openhands bench bench-instructions compare soak clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,18 @@ demo: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/overhead.py
+
+# Instruction counts under valgrind (Debian: apt-get install -y valgrind): repeatable on a busy machine.
+bench-instructions: $(VENV)/.installed
+	$(PY) benchmarks/overhead.py --instructions
+
+# 1,000,000 calls through the real SDKs in one process: an hour or more on 2 cores.
+soak: $(VENV)/.installed
+	$(PY) benchmarks/soak.py
+
+# Against the peer instrumentations, each in a virtual environment of its own under .bench-venvs/.
+compare:
+	$(PYTHON) benchmarks/compare.py
 
 clean:
 	rm -rf $(VENV) $(VENV_OPENAI2) $(VENV_OH)

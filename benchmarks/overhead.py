@@ -25,13 +25,32 @@ import gc
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NoReturn
+
+try:  # imported as a module of the repository (compare.py, the tests)
+    from benchmarks._callgrind import (
+        VALGRIND_ARGS,
+        callgrind_totals,
+        marker,
+        settle_heap,
+        start_instrumentation,
+    )
+except ImportError:  # run as a script: benchmarks/ is sys.path[0]
+    from _callgrind import (  # type: ignore[no-redef]
+        VALGRIND_ARGS,
+        callgrind_totals,
+        marker,
+        settle_heap,
+        start_instrumentation,
+    )
 
 MODES = ("baseline", "instrumented", "floor")
 REPLY_PREFIX = "overhead-worker: "  # marks the protocol lines among whatever else a worker prints
@@ -532,6 +551,23 @@ class Worker:
                 raise ValueError(f"unknown command {command!r}")
         return self.result()
 
+    def instructions(self) -> dict[str, Any]:
+        """A block of calls and a block of streams between markers: the parent reads one callgrind
+        dump per block (see _callgrind.py)."""
+        for kind in ("call", "stream"):
+            for _ in range(3):
+                self.fns[kind]()
+        start_instrumentation()
+        blocks = []
+        for kind, n in (("call", self.args.cg_calls), ("stream", self.args.cg_streams)):
+            settle_heap()
+            marker()
+            for _ in range(n):
+                self.fns[kind]()
+            marker()
+            blocks.append([kind, n])
+        return {"mode": self.mode, "blocks": blocks}
+
     def memory(self) -> dict[str, Any]:
         call = self.fns["call"]
         for _ in range(1000):
@@ -780,7 +816,68 @@ def compare_with_floor(rounds: list[dict[str, dict[str, Any]]]) -> list[str]:
     return notes
 
 
+def count_instructions(mode: str, args: argparse.Namespace) -> dict[str, float]:
+    """Instructions per call and per stream of one mode, its worker run under callgrind."""
+    with tempfile.TemporaryDirectory(prefix=f"callgrind-{mode}-") as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        extra = ["--counting", "--cg-calls", str(args.cg_calls), "--cg-streams", str(args.cg_streams)]
+        proc = subprocess.run(
+            ["valgrind", *VALGRIND_ARGS, f"--callgrind-out-file={out}", *worker_command(mode, args, *extra)],
+            capture_output=True,
+            text=True,
+            env={**worker_env(), "PYTHONHASHSEED": "0"},
+            check=False,
+        )
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(REPLY_PREFIX + "result ")]
+        if proc.returncode != 0 or not lines:
+            sys.stderr.write(proc.stderr[-4000:])
+            raise SystemExit(f"worker {mode!r} under callgrind failed (exit status {proc.returncode})")
+        result = json.loads(lines[-1][len(REPLY_PREFIX + "result ") :])
+        return {
+            kind: callgrind_totals(f"{out}.{2 * k + 2}") / n for k, (kind, n) in enumerate(result["blocks"])
+        }
+
+
+def instructions_markdown(counts: dict[str, dict[str, float]], chunks: int) -> str:
+    base, floor, ours = counts["baseline"], counts["floor"], counts["instrumented"]
+    rows = [
+        "| instructions | baseline | added: instrumented | added: floor | ratio to the floor | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind, label, target in (
+        ("call", "per call", TARGET_CALL),
+        ("stream", f"per {chunks}-chunk stream", TARGET_STREAM),
+    ):
+        added, added_floor = ours[kind] - base[kind], floor[kind] - base[kind]
+        ratio = added / added_floor if added_floor > 0 else float("nan")
+        verdict = "met" if ratio <= target else "missed"
+        rows.append(
+            f"| {label} | {base[kind]:,.0f} | +{added:,.0f} | +{added_floor:,.0f} | {ratio:.2f}× | "
+            f"≤ {target}× ({verdict}) |"
+        )
+    return "\n".join(rows)
+
+
+def run_instructions(args: argparse.Namespace) -> int:
+    """Each mode's worker once under callgrind: counts repeat whatever else the machine is doing."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (Debian: apt-get install -y valgrind)")
+    print(
+        f"counting instructions: {args.cg_calls} calls and {args.cg_streams} streams per mode",
+        file=sys.stderr,
+    )
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        counts = dict(zip(MODES, pool.map(lambda m: count_instructions(m, args), MODES), strict=True))
+    print(instructions_markdown(counts, args.chunks))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"instructions": counts, "versions": versions()}, f, indent=2)
+    return 0
+
+
 def run_parent(args: argparse.Namespace) -> int:
+    if args.instructions:
+        return run_instructions(args)
     info = versions()
     print(
         f"otel_llm_usage overhead: openai {info['openai']} ({info['transport']}), opentelemetry-sdk "
@@ -891,6 +988,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="run each mode's process to the end before starting the next, instead of taking turns",
     )
+    p.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions under valgrind's callgrind instead of timing (repeatable on a busy machine)",
+    )
+    p.add_argument("--cg-calls", type=int, default=60, help="calls counted under callgrind")
+    p.add_argument("--cg-streams", type=int, default=20, help="streams counted under callgrind")
+    p.add_argument("--jobs", type=int, default=2, help="callgrind workers at once")
+    p.add_argument("--counting", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
     p.add_argument("--alone", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -901,7 +1007,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.worker:
         try:
             worker = Worker(args.worker, args)
-            if args.memory:
+            if args.counting:
+                result = worker.instructions()
+            elif args.memory:
                 result = worker.memory()
             elif args.alone:
                 result = worker.run_alone()
