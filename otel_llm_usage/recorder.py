@@ -38,6 +38,9 @@ class CallRequest:
     server_port: int | None = None
     attributes: dict[str, Any] | None = None
     input_messages: Any = None  # filled only when content capture is on
+    # The model id to price by, whatever the response names: a Bedrock inference profile id carries
+    # a price of its own that the bare model name in the response body would lose.
+    price_model: str | None = None
 
 
 @dataclass(slots=True)
@@ -276,7 +279,7 @@ class LLMCall:
                 attrs[sc.USAGE_AUDIO_INPUT_TOKENS] = usage.input_audio
             if usage.output_audio:
                 attrs[sc.USAGE_AUDIO_OUTPUT_TOKENS] = usage.output_audio
-            model = res.response_model or req.model
+            model = req.price_model or res.response_model or req.model
             price = rec.pricer.resolve(req.provider, model) if model else None
             cost = price.cost(usage) if price is not None else None
             window = price.context_window if price is not None else None

@@ -114,6 +114,8 @@ def describe_request(
         server_port=url.port or (443 if url.scheme == "https" else 80),
         attributes=_request_attributes(body),
     )
+    if req.provider == PROVIDER_BEDROCK:
+        req.price_model = req.model  # the body names the bare model, not the profile it ran under
     messages = body.get("messages")
     # Only a list is read: `messages` may be a one-shot iterable that the SDK has yet to consume.
     if capture_content and isinstance(messages, list | tuple):

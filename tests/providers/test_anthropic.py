@@ -859,3 +859,28 @@ def test_provider_for_client_by_class() -> None:
     assert provider.provider_for_client(b) == "aws.bedrock"
     v = anthropic.AsyncAnthropicVertex(region="us-east5", project_id="p", access_token="t")
     assert provider.provider_for_client(v) == "gcp.vertex_ai"
+
+
+@pytest.mark.parametrize(
+    "profile",
+    ["global.anthropic.claude-sonnet-4-5-20250929-v1:0", "us.anthropic.claude-sonnet-4-5-20250929-v1:0"],
+)
+def test_bedrock_profile_is_priced_as_the_profile_not_the_bare_model(
+    telemetry: Any, emu: AnthropicEmulator, profile: str
+) -> None:
+    # The body names the bare model; a global profile costs less than a regional one, so the price
+    # must follow the id the call ran under.
+    emu.push(AnthropicReply(**GOLDEN))
+    bedrock(emu).messages.create(model=profile, max_tokens=64, messages=MSGS)
+    a = attrs(telemetry.one_llm_span())
+    assert a[sc.RESPONSE_MODEL] == "claude-sonnet-4-5-20250929"
+    usage = GenaiUsage(
+        input_tokens=a[sc.USAGE_INPUT_TOKENS],
+        output_tokens=a[sc.USAGE_OUTPUT_TOKENS],
+        cache_read_tokens=a.get(sc.USAGE_CACHE_READ_INPUT_TOKENS, 0),
+        cache_write_tokens=a.get(sc.USAGE_CACHE_CREATION_INPUT_TOKENS, 0),
+    )
+    expected = calc_price(usage, model_ref=profile, provider_id="aws")
+    assert a[sc.USAGE_COST] == float(expected.total_price)
+    bare = calc_price(usage, model_ref="claude-sonnet-4-5-20250929", provider_id="aws")
+    assert (a[sc.USAGE_COST] == float(bare.total_price)) == profile.startswith("us.")
