@@ -3,6 +3,9 @@
 A provider emulator subclasses :class:`EmulatorServer` and implements :meth:`EmulatorServer.handle`,
 answering through the :class:`Exchange` it receives. The base class owns the socket, the serving
 thread, request recording and the plumbing for JSON bodies and chunked event streams.
+
+:meth:`EmulatorServer.transport` hands the same handler code to an HTTP client without a socket,
+for runs of many calls where loopback HTTP would dominate the cost.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any, Generic, Self, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["EmulatorServer", "Exchange", "RecordedRequest", "ReplyQueue", "iter_pieces"]
+__all__ = ["EmulatorServer", "Exchange", "InProcessTransport", "RecordedRequest", "ReplyQueue", "iter_pieces"]
 
 _T = TypeVar("_T")
 
@@ -229,38 +232,8 @@ class _Handler(BaseHTTPRequestHandler):
         except (OSError, ValueError):
             self.close_connection = True
             return
-        split = urlsplit(self.path)
-        parsed: Any = None
-        if body:
-            try:
-                parsed = json.loads(body)
-            except ValueError:
-                parsed = None
-        request = RecordedRequest(
-            method=self.command,
-            path=split.path,
-            query=dict(parse_qsl(split.query, keep_blank_values=True)),
-            headers={name.lower(): value for name, value in self.headers.items()},
-            json=parsed,
-            body=body,
-        )
-        owner._record(request)
-        exchange = Exchange(self, request, owner._stopping)
-        try:
-            owner.handle(exchange)
-        except Exception:
-            # A bug in an emulator must surface in the test output, not as a hung client.
-            traceback.print_exc(file=sys.stderr)
-            if not exchange.started:
-                exchange.send_json(500, {"error": {"message": "emulator failure", "type": "server_error"}})
-            else:
-                exchange.abort()
-            return
-        if not exchange.started:
-            exchange.send_bytes(204, b"", "text/plain")
-        else:
-            # A handler that forgot to finish its stream would leave the client waiting forever.
-            exchange.end_stream()
+        request = _recorded_request(self.command, self.path, self.headers.items(), body)
+        owner._serve(Exchange(self, request, owner._stopping))
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _dispatch
 
@@ -269,6 +242,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(405)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+
+def _recorded_request(
+    method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes
+) -> RecordedRequest:
+    split = urlsplit(target)
+    parsed: Any = None
+    if body:
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = None
+    return RecordedRequest(
+        method=method,
+        path=split.path,
+        query=dict(parse_qsl(split.query, keep_blank_values=True)),
+        headers={name.lower(): value for name, value in headers},
+        json=parsed,
+        body=body,
+    )
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -295,11 +288,14 @@ class EmulatorServer:
     :meth:`handle`.
     """
 
+    # How many of the latest requests `requests` keeps (None: all). Long runs bound it.
+    keep_requests: int | None = None
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._host = host
         self._requested_port = port
         self._lock = threading.Lock()
-        self._requests: list[RecordedRequest] = []
+        self._requests: deque[RecordedRequest] = deque()
         self._connections: set[socket.socket] = set()
         self._threads: set[threading.Thread] = set()
         self._stopping = threading.Event()
@@ -387,9 +383,40 @@ class EmulatorServer:
     ) -> None:
         self.stop()
 
+    def _serve(self, exchange: Exchange) -> None:
+        """Record the exchange's request and answer it, whichever way it arrived."""
+        self._record(exchange.request)
+        try:
+            self.handle(exchange)
+        except Exception:
+            # A bug in an emulator must surface in the test output, not as a hung client.
+            traceback.print_exc(file=sys.stderr)
+            if not exchange.started:
+                exchange.send_json(500, {"error": {"message": "emulator failure", "type": "server_error"}})
+            else:
+                exchange.abort()
+            return
+        if not exchange.started:
+            exchange.send_bytes(204, b"", "text/plain")
+        else:
+            # A handler that forgot to finish its stream would leave the client waiting forever.
+            exchange.end_stream()
+
+    def transport(self, httpx_module: ModuleType) -> InProcessTransport:
+        """An in-process transport for an ``httpx.Client`` (or ``httpx2.Client``) of this emulator.
+
+        ``httpx_module`` is the HTTP library the SDK sends through (``httpx`` or ``httpx2``); see
+        :class:`InProcessTransport`. The server need not be started.
+        """
+        return InProcessTransport(self, httpx_module)
+
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
-            self._requests.append(request)
+            requests = self._requests
+            requests.append(request)
+            keep = self.keep_requests
+            while keep is not None and len(requests) > keep:
+                requests.popleft()
 
     def _register(self, conn: socket.socket) -> None:
         with self._lock:
@@ -400,6 +427,123 @@ class EmulatorServer:
         with self._lock:
             self._connections.discard(conn)
             self._threads.discard(threading.current_thread())
+
+
+class _BufferedExchange(Exchange):
+    """An exchange kept in memory: the status, the headers and the body in the pieces written."""
+
+    def __init__(self, request: RecordedRequest, stopping: threading.Event) -> None:
+        self._stopping = stopping
+        self.request = request
+        self.started = False
+        self.alive = True
+        self._stream_open = False
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+        self.pieces: list[bytes] = []
+        self.cut = False
+
+    def _start(self, status: int, headers: Mapping[str, str]) -> bool:
+        if self.started:
+            raise RuntimeError("response already started")
+        self.started = True
+        self.status = status
+        self.headers = list(headers.items())
+        return True
+
+    def _write(self, data: bytes) -> bool:
+        if self.alive:
+            self.pieces.append(data)
+        return self.alive
+
+    def _lost(self) -> bool:
+        self.alive = False
+        return False
+
+    def write_chunk(self, data: bytes) -> bool:
+        # Chunked framing belongs to the socket: an HTTP client hands on the chunk's bytes alone.
+        return self._write(data) if data else self.alive
+
+    def end_stream(self) -> bool:
+        self._stream_open = False
+        return self.alive
+
+    def abort(self) -> None:
+        self.alive = False
+        self.cut = True
+        self._stream_open = False
+
+
+class InProcessTransport:
+    """An ``httpx`` / ``httpx2`` transport answering through an emulator's handler, without a socket.
+
+    Each request goes to the same handler code as over HTTP, in the calling thread, so the SDK parses
+    the emulator's exact bytes (event streams included, one piece per event) at a fraction of the
+    cost of loopback HTTP. A response the emulator cut short raises the library's
+    ``RemoteProtocolError`` once its last byte is read, as a dropped connection does. The response is
+    complete before the client reads any of it: ``delay_s`` blocks the caller, and a reply that waits
+    for the client (``gate``) needs the loopback server. Closing the transport ends pending waits.
+    """
+
+    def __init__(self, server: EmulatorServer, httpx_module: ModuleType) -> None:
+        self._server = server
+        self._httpx = httpx_module
+        self._closed = threading.Event()
+
+    def _serve(self, request: Any, body: bytes) -> _BufferedExchange:
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        target = request.url.raw_path.decode("ascii")
+        exchange = _BufferedExchange(_recorded_request(request.method, target, headers, body), self._closed)
+        self._server._serve(exchange)
+        if not exchange.started:
+            raise self._httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return exchange
+
+    def _cut(self) -> Exception:
+        message = "peer closed connection without sending complete message body (incomplete chunked read)"
+        error: Exception = self._httpx.RemoteProtocolError(message)
+        return error
+
+    def _pieces(self, exchange: _BufferedExchange) -> Iterator[bytes]:
+        yield from exchange.pieces
+        if exchange.cut:
+            raise self._cut()
+
+    async def _apieces(self, exchange: _BufferedExchange) -> AsyncIterator[bytes]:
+        for piece in exchange.pieces:
+            yield piece
+        if exchange.cut:
+            raise self._cut()
+
+    def handle_request(self, request: Any) -> Any:
+        exchange = self._serve(request, request.read())
+        pieces = exchange.pieces
+        content = self._pieces(exchange) if exchange.cut or len(pieces) > 1 else b"".join(pieces)
+        return self._httpx.Response(exchange.status, headers=exchange.headers, content=content)
+
+    async def handle_async_request(self, request: Any) -> Any:
+        exchange = self._serve(request, await request.aread())
+        pieces = exchange.pieces
+        content = self._apieces(exchange) if exchange.cut or len(pieces) > 1 else b"".join(pieces)
+        return self._httpx.Response(exchange.status, headers=exchange.headers, content=content)
+
+    def close(self) -> None:
+        self._closed.set()
+
+    async def aclose(self) -> None:
+        self._closed.set()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def iter_pieces(text: str, count: int) -> Iterable[str]:

@@ -182,7 +182,10 @@ def _raw_body(response: Any) -> dict[str, Any] | None:
     body = get(get(response, "sdk_http_response"), "body")
     if not isinstance(body, str) or not body:
         return None
-    data = json.loads(body)
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # not JSON (a proxy's error page): nothing to read
+        return None
     return data if isinstance(data, dict) else None
 
 
@@ -197,7 +200,8 @@ def embed_result_from(response: Any) -> CallResult:
         usage = TokenUsage.normalised(input=as_count(prompt), input_audio=_audio_tokens(details))
     else:
         embeddings = get(response, "embeddings")
-        counts = [get(get(e, "statistics"), "token_count") for e in embeddings or ()]
+        entries = embeddings if isinstance(embeddings, list) else ()
+        counts = [get(get(e, "statistics"), "token_count") for e in entries]
         if counts and any(_readable(c) for c in counts):
             usage = TokenUsage.normalised(input=sum(as_count(c) for c in counts))
     return CallResult(usage=usage)
