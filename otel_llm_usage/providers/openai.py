@@ -63,6 +63,7 @@ STREAM_USAGE_MODES = ("off", "known", "always")
 # asked for) or responses-API events.
 CHUNKS = "chunks"
 CHUNKS_HIDING_USAGE = "chunks_hiding_usage"
+X_GROQ_CHUNKS = "x_groq_chunks"  # Groq's chunks: usage under `x_groq`, whichever SDK calls it
 RESPONSES = "responses"
 
 
@@ -416,6 +417,8 @@ class OpenAIHooks(CallHooks):
             args, kwargs = replace_arg(args, kwargs, 1, "options", with_stream_usage(options))
             req.attributes = {**(req.attributes or {}), sc.STREAM_USAGE_INJECTED: True}
             kind = CHUNKS_HIDING_USAGE
+        elif req.stream and kind == CHUNKS and req.provider == "groq":
+            kind = X_GROQ_CHUNKS
         return Plan(self.rec.start(req), kind), args, kwargs
 
     def handle(self, plan: Plan, result: Any, is_async: bool) -> Any:
@@ -447,6 +450,10 @@ class OpenAIHooks(CallHooks):
     def _acc(self, kind: str) -> Any:
         if kind == RESPONSES:
             return ResponsesAccumulator(self.capture)
+        if kind == X_GROQ_CHUNKS:
+            from .groq import ChunkAccumulator as XGroqChunks  # groq.py builds on this module
+
+            return XGroqChunks(False, self.capture)
         return self.chunk_accumulator(kind == CHUNKS_HIDING_USAGE, self.capture)
 
     def wrap_parsed(self, call: LLMCall, parsed: Any, kind: str) -> Any:

@@ -719,3 +719,21 @@ def test_groq_usage_extraction_never_raises_and_keeps_the_ledger_invariants(chun
     assert ledger is None or ledger.valid()
     result = provider.result_from(chunk)
     assert result.usage is None or result.usage.valid()
+
+
+def test_openai_sdk_pointed_at_groq_reads_x_groq_usage(instrument_with: Any, emu: GroqEmulator) -> None:
+    import openai
+
+    # The openai SDK asks Groq for no stream usage ("known" endpoints only); Groq sends it anyway,
+    # under x_groq, and that is what gets recorded.
+    t = instrument_with(endpoints={"127.0.0.1": "groq"})
+    emu.push(GroqReply(prompt_tokens=1000, completion_tokens=500, chunks=3))
+    c = openai.OpenAI(base_url=f"{emu.base_url}/openai/v1", api_key=API_KEY, max_retries=0)
+    messages = [{"role": "user", "content": "hi"}]
+    chunks = list(c.chat.completions.create(model=LLAMA, messages=messages, stream=True))
+    assert chunks[-1].usage is None and "stream_options" not in emu.requests[-1].json
+    a = attrs(t.one_llm_span())
+    assert a[sc.PROVIDER_NAME] == "groq"
+    assert a[sc.USAGE_INPUT_TOKENS] == 1000 and a[sc.USAGE_OUTPUT_TOKENS] == 500
+    assert a[sc.USAGE_COST] == pytest.approx(LLAMA_COST, abs=1e-12)
+    assert a[sc.STREAM_CHUNKS] == len(chunks)
