@@ -48,6 +48,18 @@ class RecordedRequest:
     body: bytes = b""
 
 
+def compact_json(payload: object) -> str:
+    """JSON as the providers send it: no spaces, non-ASCII kept."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+def raw_count(value: object) -> int:
+    """A token count from a scripted raw usage: a non-negative int, anything else counts 0."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return 0
+
+
 class ReplyQueue(Generic[_T]):
     """Thread-safe FIFO of scripted replies."""
 
@@ -586,3 +598,17 @@ class ScriptedEmulator(EmulatorServer, Generic[_ReplyT, _ServedT]):
         self._replies.clear()
         with self._served_lock:
             self._served = self._new_totals()
+
+    def _count_usage(self, tally: Any, sign: int) -> None:
+        """Add (sign 1) or take back (sign -1) the usage a reply carries in the served totals."""
+        raise NotImplementedError
+
+    def _send_counted(self, tally: Any, send: Callable[[], bool]) -> bool:
+        """Send usage-bearing bytes, counting them first: a client may read ``served`` as soon as it
+        has the bytes, so counting afterwards would race with it. A failed write is uncounted."""
+        if tally is not None:
+            self._count_usage(tally, 1)
+        sent = send()
+        if not sent and tally is not None:
+            self._count_usage(tally, -1)
+        return sent

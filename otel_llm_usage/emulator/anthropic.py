@@ -23,7 +23,7 @@ import secrets
 import string
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -31,6 +31,8 @@ from urllib.parse import unquote
 
 from ._eventstream import event_stream_frame
 from ._server import Exchange, RecordedRequest, ScriptedEmulator, iter_pieces
+from ._server import compact_json as _compact
+from ._server import raw_count as _count
 
 __all__ = ["AnthropicEmulator", "AnthropicReply", "AnthropicServedTotals", "RecordedRequest"]
 
@@ -199,16 +201,6 @@ def _alnum(length: int) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
-def _compact(payload: object) -> str:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-
-
-def _count(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return 0
-
-
 def _tally_from_raw(raw: object) -> _Tally:
     if not isinstance(raw, Mapping):
         return _Tally()
@@ -270,15 +262,8 @@ class AnthropicEmulator(ScriptedEmulator[AnthropicReply, AnthropicServedTotals])
                 served.cache_read_input_tokens += tally.cache_read
                 served.cache_creation_input_tokens += tally.cache_write
 
-    def _send_counted(self, tally: _Tally | None, send: Callable[[], bool]) -> bool:
-        """Send usage-bearing bytes, counting them first: a client may read ``served`` as soon as it
-        has the bytes, so counting afterwards would race with it. A failed write is uncounted."""
-        if tally is not None:
-            self._add(tally)
-        sent = send()
-        if not sent and tally is not None:
-            self._add(_Tally().minus(tally))
-        return sent
+    def _count_usage(self, tally: _Tally, sign: int) -> None:
+        self._add(tally if sign > 0 else _Tally().minus(tally))
 
     # --- routing -----------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -222,14 +222,8 @@ class BedrockEmulator(ScriptedEmulator[BedrockReply, BedrockServedTotals]):
                 served.cache_read_input_tokens += sign * tally.cache_read
                 served.cache_write_input_tokens += sign * tally.cache_write
 
-    def _send_counted(self, tally: _Tally | None, send: Callable[[], bool]) -> bool:
-        """Count usage-bearing bytes before sending them: a client may read ``served`` once it has them."""
-        if tally is not None:
-            self._add(tally)
-        sent = send()
-        if not sent and tally is not None:
-            self._add(tally, sign=-1)
-        return sent
+    def _count_usage(self, tally: _Tally, sign: int) -> None:
+        self._add(tally, sign=sign)
 
     # --- routing -----------------------------------------------------------------------------
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._server import Exchange, RecordedRequest, ScriptedEmulator, iter_pieces
+from ._server import compact_json as _compact
+from ._server import raw_count as _count
 
 __all__ = ["CohereEmulator", "CohereReply", "CohereServedTotals", "RecordedRequest"]
 
@@ -128,16 +130,6 @@ class _Event:
     name: str
     payload: dict[str, Any]
     tally: _Tally | None = None
-
-
-def _compact(payload: object) -> str:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-
-
-def _count(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return 0
 
 
 def _tally_from_raw(raw: object) -> _Tally:

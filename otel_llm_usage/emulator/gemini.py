@@ -24,7 +24,7 @@ import re
 import secrets
 import struct
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -32,6 +32,7 @@ from typing import Any, Literal
 from urllib.parse import unquote
 
 from ._server import Exchange, RecordedRequest, ScriptedEmulator, iter_pieces
+from ._server import raw_count as _count
 
 __all__ = ["GeminiEmulator", "GeminiReply", "GeminiServedTotals", "RecordedRequest"]
 
@@ -198,12 +199,6 @@ class _Call:
     created: str
 
 
-def _count(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return 0
-
-
 def _tally_from_raw(raw: object) -> _Tally:
     if not isinstance(raw, Mapping):
         return _Tally()
@@ -327,15 +322,8 @@ class GeminiEmulator(ScriptedEmulator[GeminiReply, GeminiServedTotals]):
                 served.thoughts_tokens += tally.thoughts
                 served.tool_use_prompt_tokens += tally.tool_use
 
-    def _send_counted(self, tally: _Tally | None, send: Callable[[], bool]) -> bool:
-        """Send usage-bearing bytes, counting them first: a client may read ``served`` as soon as it
-        has the bytes, so counting afterwards would race with it. A failed write is uncounted."""
-        if tally is not None:
-            self._add(tally)
-        sent = send()
-        if not sent and tally is not None:
-            self._add(_Tally().minus(tally))
-        return sent
+    def _count_usage(self, tally: _Tally, sign: int) -> None:
+        self._add(tally if sign > 0 else _Tally().minus(tally))
 
     # --- routing -----------------------------------------------------------------------------
 

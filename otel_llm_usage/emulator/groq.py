@@ -19,12 +19,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from ._server import Exchange, ScriptedEmulator, iter_pieces
+from ._server import compact_json as _compact
+from ._server import raw_count as _count
 
 __all__ = ["GroqEmulator", "GroqReply", "GroqServedTotals"]
 
@@ -163,16 +165,6 @@ class _Call:
         return isinstance(options, dict) and options.get("include_usage") is True
 
 
-def _compact(payload: object) -> str:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-
-
-def _count(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return 0
-
-
 def _tally_from_raw(raw: object) -> _Tally:
     if not isinstance(raw, Mapping):
         return _Tally()
@@ -234,15 +226,8 @@ class GroqEmulator(ScriptedEmulator[GroqReply, GroqServedTotals]):
                 served.cached_tokens += sign * tally.cached
                 served.reasoning_tokens += sign * tally.reasoning
 
-    def _send_counted(self, tally: _Tally | None, send: Callable[[], bool]) -> bool:
-        """Send usage-bearing bytes, counting them first: a client may read ``served`` as soon as it
-        has the bytes, so counting afterwards would race with it. A failed write is uncounted."""
-        if tally is not None:
-            self._add(tally)
-        sent = send()
-        if not sent and tally is not None:
-            self._add(tally, sign=-1)
-        return sent
+    def _count_usage(self, tally: _Tally, sign: int) -> None:
+        self._add(tally, sign=sign)
 
     def handle(self, exchange: Exchange) -> None:
         request = exchange.request

@@ -19,12 +19,14 @@ import secrets
 import struct
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
 from ._server import Exchange, RecordedRequest, ScriptedEmulator, iter_pieces
+from ._server import compact_json as _compact
+from ._server import raw_count as _count
 
 __all__ = ["MistralEmulator", "MistralReply", "MistralServedTotals", "RecordedRequest"]
 
@@ -121,18 +123,8 @@ class _Call:
     created: int
 
 
-def _compact(payload: object) -> str:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-
-
 def _send(exchange: Exchange, status: int, payload: object, headers: Mapping[str, str]) -> bool:
     return exchange.send_bytes(status, _compact(payload).encode("utf-8"), "application/json", headers)
-
-
-def _count(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return 0
 
 
 def _tally_from_raw(raw: Mapping[str, Any]) -> _Tally:
@@ -227,14 +219,8 @@ class MistralEmulator(ScriptedEmulator[MistralReply, MistralServedTotals]):
                 served.completion_tokens += sign * tally.completion
                 served.cached_tokens += sign * tally.cached
 
-    def _send_counted(self, tally: _Tally | None, send: Callable[[], bool]) -> bool:
-        """Count usage-bearing bytes before sending them (a client may read ``served`` as soon as it
-        has them); a failed write is uncounted."""
-        self._add(tally)
-        sent = send()
-        if not sent and tally is not None:
-            self._add(tally, sign=-1)
-        return sent
+    def _count_usage(self, tally: _Tally, sign: int) -> None:
+        self._add(tally, sign=sign)
 
     def handle(self, exchange: Exchange) -> None:
         request = exchange.request

@@ -15,12 +15,14 @@ import secrets
 import string
 import struct
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
 from ._server import Exchange, RecordedRequest, ScriptedEmulator, iter_pieces
+from ._server import compact_json as _compact
+from ._server import raw_count as _count
 
 __all__ = ["OpenAIEmulator", "RecordedRequest", "Reply", "ServedTotals"]
 
@@ -176,16 +178,6 @@ def _alnum(length: int) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
-def _compact(payload: object) -> str:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-
-
-def _count(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return 0
-
-
 def _tally_from_raw(raw: object) -> _Tally:
     if not isinstance(raw, Mapping):
         return _Tally()
@@ -244,22 +236,12 @@ class OpenAIEmulator(ScriptedEmulator[Reply, ServedTotals]):
         with self._served_lock:
             self._served.requests += 1
 
-    def _add_usage(self, tally: _Tally, sign: int = 1) -> None:
+    def _count_usage(self, tally: _Tally, sign: int) -> None:
         with self._served_lock:
             self._served.prompt_tokens += sign * tally.prompt
             self._served.completion_tokens += sign * tally.completion
             self._served.cached_tokens += sign * tally.cached
             self._served.reasoning_tokens += sign * tally.reasoning
-
-    def _send_counted(self, tally: _Tally | None, send: Callable[[], bool]) -> bool:
-        """Send usage-bearing bytes, counting them first: a client may read ``served`` as soon as it
-        has the bytes, so counting afterwards would race with it. A failed write is uncounted."""
-        if tally is not None:
-            self._add_usage(tally)
-        sent = send()
-        if not sent and tally is not None:
-            self._add_usage(tally, sign=-1)
-        return sent
 
     def handle(self, exchange: Exchange) -> None:
         request = exchange.request
