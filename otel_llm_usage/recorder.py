@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from . import semconv as sc
 from ._guard import report
 from .context import current_scope
+from .counters import CallCounters
 from .pricing import Cost, Pricer
 from .usage import TokenUsage
 from .version import __version__
@@ -106,11 +107,40 @@ class Recorder:
             sc.METRIC_CONTEXT_UTILIZATION, "1", "Input tokens as a share of the model's context window.",
             explicit_bucket_boundaries_advisory=list(sc.UTILIZATION_BUCKETS),
         )  # fmt: skip
-        self.tokens = meter.create_counter(sc.METRIC_TOKENS, sc.UNIT_TOKEN, "Tokens by disjoint bucket.")
-        self.cost = meter.create_counter(sc.METRIC_COST, sc.UNIT_USD, "Cost of LLM calls in US dollars.")
-        self.unpriced = meter.create_counter(
-            sc.METRIC_UNPRICED, sc.UNIT_REQUEST, "LLM calls with usage but no known price."
+        self.counters = CallCounters()
+        meter.create_observable_counter(
+            sc.METRIC_TOKENS, [self._observe_tokens], sc.UNIT_TOKEN, "Tokens by disjoint bucket."
         )
+        meter.create_observable_counter(
+            sc.METRIC_COST, [self._observe_cost], sc.UNIT_USD, "Cost of LLM calls in US dollars."
+        )
+        meter.create_observable_counter(
+            sc.METRIC_UNPRICED,
+            [self._observe_unpriced],
+            sc.UNIT_REQUEST,
+            "LLM calls with usage but no known price.",
+        )
+
+    def _observe_tokens(self, options: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
+        for s in self.counters.series():
+            attrs = s.attributes
+            yield metrics.Observation(s.input, {**attrs, sc.LLM_TOKEN_TYPE: "input"})
+            yield metrics.Observation(s.output, {**attrs, sc.LLM_TOKEN_TYPE: "output"})
+            yield metrics.Observation(s.cache_read, {**attrs, sc.LLM_TOKEN_TYPE: "cache_read"})
+            if s.cache_write:
+                yield metrics.Observation(s.cache_write, {**attrs, sc.LLM_TOKEN_TYPE: "cache_write"})
+            if s.reasoning:
+                yield metrics.Observation(s.reasoning, {**attrs, sc.LLM_TOKEN_TYPE: "reasoning"})
+
+    def _observe_cost(self, options: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
+        for s in self.counters.series():
+            if s.cost is not None:
+                yield metrics.Observation(s.cost, s.attributes)
+
+    def _observe_unpriced(self, options: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
+        for s in self.counters.series():
+            if s.unpriced:
+                yield metrics.Observation(s.unpriced, s.attributes)
 
     def start(
         self, req: CallRequest, *, start_time_ns: int | None = None, check_budgets: bool = True
@@ -318,17 +348,7 @@ class LLMCall:
         if usage is not None:
             rec.token_usage.record(usage.input, {**mattrs, sc.TOKEN_TYPE: "input"})
             rec.token_usage.record(usage.output, {**mattrs, sc.TOKEN_TYPE: "output"})
-            tokens = rec.tokens
-            tokens.add(usage.input, {**mattrs, sc.LLM_TOKEN_TYPE: "input"})
-            tokens.add(usage.output, {**mattrs, sc.LLM_TOKEN_TYPE: "output"})
-            tokens.add(usage.cache_read, {**mattrs, sc.LLM_TOKEN_TYPE: "cache_read"})
-            if usage.cache_write:
-                tokens.add(usage.cache_write, {**mattrs, sc.LLM_TOKEN_TYPE: "cache_write"})
-            if usage.reasoning:
-                tokens.add(usage.reasoning, {**mattrs, sc.LLM_TOKEN_TYPE: "reasoning"})
-            if total_cost is None:
-                rec.unpriced.add(1, mattrs)
             if window:
                 rec.utilization.record(utilization, mattrs)
-        if total_cost is not None:
-            rec.cost.add(total_cost, mattrs)
+        if usage is not None or total_cost is not None:
+            rec.counters.add(mattrs, usage, total_cost)

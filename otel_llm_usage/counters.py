@@ -1,0 +1,102 @@
+"""Cumulative sums of the per-call counters, kept in process and read at each metric collection.
+
+Every synchronous OpenTelemetry measurement copies, validates and hashes its attribute set. One call
+adds to up to seven counter series (five token buckets, the cost, the unpriced count) that share
+one attribute set, so the sums live here instead: one lookup and a few additions per call, under a
+lock. The recorder's observable counters report them when a reader collects.
+
+The number of attribute sets is bounded as the SDK bounds a metric stream: past `limit`, new sets
+are summed into the one overflow series the OpenTelemetry specification names.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from .usage import TokenUsage
+
+OVERFLOW_ATTRIBUTES: Mapping[str, Any] = {"otel.metric.overflow": True}
+DEFAULT_LIMIT = 2000  # the SDK's default cardinality limit per metric stream
+
+Key = frozenset[tuple[str, Any]]
+
+
+class Sums:
+    """One attribute set's totals. cache_write and reasoning exist as series once one was non-zero;
+    cost once a call was priced; unpriced once a call was not."""
+
+    __slots__ = (
+        "attributes",
+        "cache_read",
+        "cache_write",
+        "cost",
+        "input",
+        "output",
+        "reasoning",
+        "unpriced",
+    )
+
+    def __init__(self, attributes: Mapping[str, Any]) -> None:
+        self.attributes = attributes
+        self.input = 0
+        self.output = 0
+        self.cache_read = 0
+        self.cache_write = 0
+        self.reasoning = 0
+        self.cost: float | None = None
+        self.unpriced = 0
+
+
+class CallCounters:
+    __slots__ = ("_limit", "_lock", "_overflow", "_series")
+
+    def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._series: dict[Key, Sums] = {}
+        self._overflow: Sums | None = None
+
+    def add(self, attributes: Mapping[str, Any], usage: TokenUsage | None, cost: float | None) -> None:
+        """One call's usage and cost. A call with usage but no cost counts as unpriced."""
+        try:
+            key = frozenset(attributes.items())
+        except TypeError:  # a list among the user's metric attributes
+            key = frozenset((k, tuple(v) if isinstance(v, list) else v) for k, v in attributes.items())
+        with self._lock:
+            sums = self._series.get(key) or self._new(key, attributes)
+            if usage is not None:
+                sums.input += usage.input
+                sums.output += usage.output
+                sums.cache_read += usage.cache_read
+                sums.cache_write += usage.cache_write
+                sums.reasoning += usage.reasoning
+                if cost is None:
+                    sums.unpriced += 1
+            if cost is not None:
+                sums.cost = cost if sums.cost is None else sums.cost + cost
+
+    def _new(self, key: Key, attributes: Mapping[str, Any]) -> Sums:
+        if len(self._series) < self._limit:
+            sums = self._series[key] = Sums(dict(attributes))
+            return sums
+        if self._overflow is None:
+            self._overflow = Sums(OVERFLOW_ATTRIBUTES)
+        return self._overflow
+
+    def series(self) -> Iterator[Sums]:
+        """A consistent copy of every attribute set's sums."""
+        with self._lock:
+            rows = list(self._series.values())
+            if self._overflow is not None:
+                rows.append(self._overflow)
+            copies = [_copy(s) for s in rows]
+        return iter(copies)
+
+
+def _copy(s: Sums) -> Sums:
+    c = Sums(s.attributes)
+    c.input, c.output, c.cache_read, c.cache_write = s.input, s.output, s.cache_read, s.cache_write
+    c.reasoning, c.cost, c.unpriced = s.reasoning, s.cost, s.unpriced
+    return c
