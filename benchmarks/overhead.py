@@ -5,8 +5,9 @@ fixed SSE stream), so what is timed is the SDK plus whatever telemetry runs arou
 
   baseline      the client, uninstrumented
   instrumented  `otel_llm_usage.instrument(tracer_provider=..., meter_provider=...)`
-  floor         the uninstrumented client plus one hand-made span and the same metric records per
-                call: the least any instrumentation recording the same data could cost
+  floor         the uninstrumented client plus one hand-made span, the same histogram records and the
+                same counter sums per call: the least any instrumentation recording the same data
+                could cost
 
 Each mode runs in its own process. Within a round the three processes take turns batch by batch
 (`--sequential` runs them one after the other instead), so that a busy moment of a shared machine
@@ -30,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -231,8 +233,9 @@ class Floor:
     """What a minimal hand-written instrumentation records per call, written inline at the call site.
 
     One CLIENT span, current while the request is sent (so HTTP client spans would nest under it),
-    with the attributes otel_llm_usage writes, and the same metric records. Usage is read from the
-    typed response directly and the cost is three multiplications. The parent compares the span
+    with the attributes otel_llm_usage writes, the same histogram records, and the counters summed in
+    a dict that observable counters read, as the package sums them. Usage is read from the typed
+    response directly and the cost is three multiplications. The parent compares the span
     attributes and metric series with the package's and prints any difference, so that the floor
     cannot silently drift from what the package records.
     """
@@ -256,8 +259,12 @@ class Floor:
             "s",
             explicit_bucket_boundaries_advisory=TPOC_BUCKETS,
         )
-        self.tokens = meter.create_counter("llm_usage.tokens", "{token}")
-        self.cost = meter.create_counter("llm_usage.cost", "USD")
+        # Counter sums by attribute set, read at collection, as the package keeps them. Here the
+        # response model is the only attribute that varies, so it alone is the key.
+        self.sums: dict[str, list[Any]] = {}
+        self.lock = threading.Lock()
+        meter.create_observable_counter("llm_usage.tokens", [self._observe_tokens], "{token}")
+        meter.create_observable_counter("llm_usage.cost", [self._observe_cost], "USD")
         self.utilization = meter.create_histogram(
             "llm_usage.context.utilization", "1", explicit_bucket_boundaries_advisory=UTILIZATION_BUCKETS
         )
@@ -331,15 +338,37 @@ class Floor:
         self.duration.record(duration, attrs)
         self.token_usage.record(input_tokens, {**attrs, "gen_ai.token.type": "input"})
         self.token_usage.record(output_tokens, {**attrs, "gen_ai.token.type": "output"})
-        tokens = self.tokens
-        tokens.add(input_tokens, {**attrs, "llm_usage.token.type": "input"})
-        tokens.add(output_tokens, {**attrs, "llm_usage.token.type": "output"})
-        tokens.add(cached, {**attrs, "llm_usage.token.type": "cache_read"})
-        if reasoning:
-            tokens.add(reasoning, {**attrs, "llm_usage.token.type": "reasoning"})
         self.utilization.record(utilization, attrs)
-        self.cost.add(total_usd, attrs)
+        with self.lock:
+            sums = self.sums.get(model)
+            if sums is None:
+                sums = self.sums[model] = [attrs, 0, 0, 0, 0, 0.0]
+            sums[1] += input_tokens
+            sums[2] += output_tokens
+            sums[3] += cached
+            sums[4] += reasoning
+            sums[5] += total_usd
         return attrs
+
+    def _observe_tokens(self, options: Any) -> Any:
+        from opentelemetry.metrics import Observation
+
+        with self.lock:
+            rows = [list(s) for s in self.sums.values()]
+        for attrs, input_tokens, output_tokens, cached, reasoning, _ in rows:
+            yield Observation(input_tokens, {**attrs, "llm_usage.token.type": "input"})
+            yield Observation(output_tokens, {**attrs, "llm_usage.token.type": "output"})
+            yield Observation(cached, {**attrs, "llm_usage.token.type": "cache_read"})
+            if reasoning:
+                yield Observation(reasoning, {**attrs, "llm_usage.token.type": "reasoning"})
+
+    def _observe_cost(self, options: Any) -> Any:
+        from opentelemetry.metrics import Observation
+
+        with self.lock:
+            rows = [(s[0], s[5]) for s in self.sums.values()]
+        for attrs, cost in rows:
+            yield Observation(cost, attrs)
 
     def call(self, client: Any) -> Any:
         from opentelemetry import context
