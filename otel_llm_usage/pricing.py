@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .usage import TokenUsage
 
@@ -86,8 +86,9 @@ def _ledger_vector(t: TokenUsage) -> tuple[int, ...]:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Cost:
+class Cost(NamedTuple):
+    """One call's cost in USD, by ledger bucket. A named tuple: one is built for every call."""
+
     total_usd: float
     input_usd: float
     cache_read_usd: float
@@ -148,7 +149,7 @@ class _Unit:
 
 
 class _Compiled:
-    __slots__ = ("context_window", "expires", "model_id", "slow", "source", "units")
+    __slots__ = ("base", "context_window", "expires", "flat", "model_id", "slow", "source", "units")
 
     def __init__(
         self,
@@ -165,6 +166,16 @@ class _Compiled:
         self.context_window = context_window
         self.expires = expires
         self.slow = slow  # (ModelInfo, Provider) when the price needs genai-prices' own arithmetic
+        # Without tiers a price is one linear form: per-bucket constants plus (bucket, ledger
+        # index, coefficient times price) terms, summed without looking at a unit again.
+        self.base: list[int] | None = None
+        self.flat: tuple[tuple[int, int, int], ...] = ()
+        if not any(u.tiers for u in units):
+            base = [0, 0, 0, 0]
+            for u in units:
+                base[u.bucket] += u.price * u.constant
+            self.base = base
+            self.flat = tuple((u.bucket, i, c * u.price) for u in units for i, c in u.coefs)
 
     def cost(self, t: TokenUsage) -> Cost | None:
         if self.slow is not None:
@@ -173,17 +184,22 @@ class _Compiled:
             except ValueError:
                 return None  # genai-prices needs a usage split this ledger does not have (audio cache reads)
         x = _ledger_vector(t)
-        buckets = [0, 0, 0, 0]
-        for u in self.units:
-            count = u.constant
-            for i, c in u.coefs:
-                count += c * x[i]
-            price = u.price
-            for start, tier_price in u.tiers:
-                if t.input > start:
-                    price = tier_price
-                    break
-            buckets[u.bucket] += price * count
+        if self.base is not None:
+            buckets = self.base.copy()
+            for bucket, i, k in self.flat:
+                buckets[bucket] += k * x[i]
+        else:
+            buckets = [0, 0, 0, 0]
+            for u in self.units:
+                count = u.constant
+                for i, c in u.coefs:
+                    count += c * x[i]
+                price = u.price
+                for start, tier_price in u.tiers:
+                    if t.input > start:
+                        price = tier_price
+                        break
+                buckets[u.bucket] += price * count
         b0, b1, b2, b3 = buckets
         s = _SCALE
         return Cost((b0 + b1 + b2 + b3) / s, b0 / s, b1 / s, b2 / s, b3 / s, self.source, self.model_id)

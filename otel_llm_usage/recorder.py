@@ -72,6 +72,16 @@ def _truncate_json(value: Any, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + "…[truncated]"
 
 
+class LedgerSpan(trace.Span):
+    """A span that takes its call's ledger as the recorder computed it: the rollups read the
+    tokens and cost from here rather than parse them back out of the attributes."""
+
+    __slots__ = ()
+
+    def take_ledger(self, usage: TokenUsage | None, cost: float | None) -> None:
+        raise NotImplementedError
+
+
 class Recorder:
     def __init__(
         self,
@@ -337,6 +347,9 @@ class LLMCall:
             attrs[sc.USAGE_COST] = total_cost
         if rec.settings.capture_content and res.output_messages is not None:
             attrs[sc.OUTPUT_MESSAGES] = _truncate_json(res.output_messages, rec.settings.max_content_length)
+        take_ledger = getattr(span, "take_ledger", None)  # a LedgerSpan's: cheaper than isinstance
+        if take_ledger is not None:
+            take_ledger(usage, total_cost)
         span.set_attributes(attrs)
         span.end(end_time=self.end_time_ns)
 

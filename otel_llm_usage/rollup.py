@@ -34,7 +34,7 @@ from . import semconv as sc
 from ._guard import report
 from .budgets import Budget, BudgetExceeded
 from .context import current_scope
-from .recorder import SCOPE_NAME
+from .recorder import SCOPE_NAME, LedgerSpan
 from .semconv import (
     BUDGET_ACTION,
     BUDGET_EXCEEDED_EVENT,
@@ -284,9 +284,14 @@ class _Sessions:
                 self.on_evict(evicted)
 
 
-def _call_ledger(attrs: Mapping[str, Any]) -> tuple[str, TokenUsage | None, float | None, bool]:
-    """(model, tokens, cost, error) of one LLM-call span, from the attributes the recorder wrote."""
+def _call_ledger(
+    attrs: Mapping[str, Any], ledger: tuple[TokenUsage | None, float | None] | None = None
+) -> tuple[str, TokenUsage | None, float | None, bool]:
+    """(model, tokens, cost, error) of one LLM-call span, from the attributes the recorder wrote
+    or, for tokens and cost, the ledger it handed over."""
     model = attrs.get(sc.RESPONSE_MODEL) or attrs.get(sc.REQUEST_MODEL) or "unknown"
+    if ledger is not None:
+        return str(model), ledger[0], ledger[1], sc.ERROR_TYPE in attrs
     tokens: TokenUsage | None = None
     if attrs.get(sc.USAGE_SOURCE) != sc.USAGE_SOURCE_MISSING and (
         sc.USAGE_INPUT_TOKENS in attrs or sc.USAGE_OUTPUT_TOKENS in attrs
@@ -595,17 +600,21 @@ class RollupProcessor(SpanProcessor):
         run: Run | None,
         start_ns: int | None = None,
         end_ns: int | None = None,
+        ledger: tuple[TokenUsage | None, float | None] | None = None,
     ) -> None:
-        """Add one finished LLM call to its runs, session, agent and the process."""
-        model, tokens, cost, error = _call_ledger(attrs)
-        timing = _call_timing(attrs, start_ns, end_ns, error)
-        raw_util = attrs.get(sc.CONTEXT_UTILIZATION)
-        util = (
-            float(raw_util) if isinstance(raw_util, int | float) and not isinstance(raw_util, bool) else None
-        )
+        """Add one finished LLM call to its runs, session, agent and the process. `ledger` is the
+        call's (tokens, cost) as the recorder computed them; without it they are read from `attrs`."""
+        model, tokens, cost, error = _call_ledger(attrs, ledger)
         agent = attrs.get(sc.AGENT_NAME)
         session_id = attrs.get(sc.SESSION_ID) or attrs.get(sc.CONVERSATION_ID)
         if run is not None:
+            timing = _call_timing(attrs, start_ns, end_ns, error)
+            raw_util = attrs.get(sc.CONTEXT_UTILIZATION)
+            util = (
+                float(raw_util)
+                if isinstance(raw_util, int | float) and not isinstance(raw_util, bool)
+                else None
+            )
             if agent is None and run.kind == RUN:
                 agent = run.agent
             if session_id is None:
@@ -921,10 +930,11 @@ class RollupProcessor(SpanProcessor):
         return current if current.is_recording() else None
 
 
-class _CallSpan(trace.Span):
-    """The recorder's LLM-call span: its end feeds the ledgers from the attributes the recorder set."""
+class _CallSpan(LedgerSpan):
+    """The recorder's LLM-call span: its end feeds the ledgers from the attributes and the ledger
+    the recorder set."""
 
-    __slots__ = ("_attrs", "_done", "_proc", "_run", "_sid", "_span", "_start_ns")
+    __slots__ = ("_attrs", "_done", "_ledger", "_proc", "_run", "_sid", "_span", "_start_ns")
 
     def __init__(
         self,
@@ -939,6 +949,7 @@ class _CallSpan(trace.Span):
         self._proc = proc
         self._run = run
         self._done = False
+        self._ledger: tuple[TokenUsage | None, float | None] | None = None
         self._start_ns = start_ns if start_ns is not None else time.time_ns()
         # Spans started beneath the call (an HTTP client's) sit in the call's run.
         self._sid = span.get_span_context().span_id
@@ -960,9 +971,12 @@ class _CallSpan(trace.Span):
                         span = self._span
                         start_ns = getattr(span, "start_time", None) or self._start_ns
                         end_ns = getattr(span, "end_time", None) or end_time or time.time_ns()
-                        proc.account(self._attrs, self._run, start_ns, end_ns)
+                        proc.account(self._attrs, self._run, start_ns, end_ns, self._ledger)
                     except Exception as exc:
                         report("rollup.call_span", exc)
+
+    def take_ledger(self, usage: TokenUsage | None, cost: float | None) -> None:
+        self._ledger = (usage, cost)
 
     def get_span_context(self) -> trace.SpanContext:
         return self._span.get_span_context()

@@ -111,7 +111,9 @@ _endpoints: dict[int, tuple[Any, str, int, str]] = {}
 
 
 def _endpoint(client: Any, endpoints: dict[str, str], provider: str | None) -> tuple[str, int, str]:
-    url = client.base_url
+    # The field behind the `base_url` property: openai 3.x's property imports a module on every read,
+    # which cost more than the rest of describing the request.
+    url = getattr(client, "__dict__", {}).get("_base_url") or client.base_url
     cached = _endpoints.get(id(client))
     if cached is not None and cached[0] is url:
         return cached[1], cached[2], cached[3]
@@ -194,20 +196,16 @@ def usage_from(usage: Any) -> TokenUsage | None:
     completion = u.get("completion_tokens")
     if completion is None:
         completion = u.get("output_tokens")
-    if (
-        as_count(prompt) == 0
-        and as_count(completion) == 0
-        and not _is_zero(prompt)
-        and not _is_zero(completion)
-    ):
+    inp, out = as_count(prompt), as_count(completion)
+    if inp == 0 and out == 0 and not _is_zero(prompt) and not _is_zero(completion):
         return None
     ins = fields(u.get("prompt_tokens_details") or u.get("input_tokens_details"))
     outs = fields(u.get("completion_tokens_details") or u.get("output_tokens_details"))
     cache_read = as_count(ins.get("cached_tokens")) or as_count(u.get("prompt_cache_hit_tokens"))
     cache_write = as_count(ins.get("cache_write_tokens")) or as_count(ins.get("cache_creation_tokens"))
     return TokenUsage.normalised(
-        input=as_count(prompt),
-        output=as_count(completion),
+        input=inp,
+        output=out,
         cache_read=cache_read,
         cache_write=cache_write,
         reasoning=as_count(outs.get("reasoning_tokens")),
@@ -363,6 +361,7 @@ class _SdkClasses(NamedTuple):
     api_response: type[Any]
     async_api_response: type[Any]
     legacy_response: type[Any] | None  # openai's `with_raw_response` objects; others return APIResponse
+    model: type[Any]  # what a plain call returns: checked first, as the common case
 
 
 @functools.cache
@@ -374,7 +373,10 @@ def _sdk_classes(library: str) -> _SdkClasses:
         legacy: type[Any] | None = importlib.import_module(f"{library}._legacy_response").LegacyAPIResponse
     except ImportError:
         legacy = None
-    return _SdkClasses(sdk.Stream, sdk.AsyncStream, response.APIResponse, response.AsyncAPIResponse, legacy)
+    models = importlib.import_module(f"{library}._models")
+    return _SdkClasses(
+        sdk.Stream, sdk.AsyncStream, response.APIResponse, response.AsyncAPIResponse, legacy, models.BaseModel
+    )
 
 
 class OpenAIHooks(CallHooks):
@@ -426,6 +428,9 @@ class OpenAIHooks(CallHooks):
 
     def _wrap_result(self, call: LLMCall, result: Any, kind: str, is_async: bool) -> Any:
         sdk = _sdk_classes(self.library)
+        if isinstance(result, sdk.model):
+            call.finish(result_from(result, self.capture))
+            return result
         if isinstance(result, sdk.stream):
             return SyncStreamProxy(result, call, self._acc(kind))
         if isinstance(result, sdk.async_stream):
