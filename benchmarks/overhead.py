@@ -5,9 +5,11 @@ fixed SSE stream), so what is timed is the SDK plus whatever telemetry runs arou
 
   baseline      the client, uninstrumented
   instrumented  `otel_llm_usage.instrument(tracer_provider=..., meter_provider=...)`
-  floor         the uninstrumented client plus one hand-made span, the same histogram records and the
-                same counter sums per call: the least any instrumentation recording the same data
-                could cost
+  floor         the uninstrumented client plus one hand-made span and the same metric records per
+                call, each through the SDK's synchronous instruments: the yardstick of the targets
+  floor-summed  the floor with its counters summed in a dict that observable counters read, as the
+                package sums them: the least any instrumentation recording the same data could cost
+                (with --instructions only)
 
 Each mode runs in its own process. Within a round the three processes take turns batch by batch
 (`--sequential` runs them one after the other instead), so that a busy moment of a shared machine
@@ -55,6 +57,7 @@ except ImportError:  # run as a script: benchmarks/ is sys.path[0]
     )
 
 MODES = ("baseline", "instrumented", "floor")
+COUNTED_MODES = (*MODES, "floor-summed")
 REPLY_PREFIX = "overhead-worker: "  # marks the protocol lines among whatever else a worker prints
 
 # api.openai.com so the package sees OpenAI (priced, provider "openai"); nothing leaves the process.
@@ -233,14 +236,15 @@ class Floor:
     """What a minimal hand-written instrumentation records per call, written inline at the call site.
 
     One CLIENT span, current while the request is sent (so HTTP client spans would nest under it),
-    with the attributes otel_llm_usage writes, the same histogram records, and the counters summed in
-    a dict that observable counters read, as the package sums them. Usage is read from the typed
-    response directly and the cost is three multiplications. The parent compares the span
+    with the attributes otel_llm_usage writes, and the same metric records: through synchronous
+    counters, or (`summed`) with the counters summed in a dict that observable counters read, as the
+    package sums them. Usage is read from the typed response directly and the cost is three
+    multiplications. The parent compares the span
     attributes and metric series with the package's and prints any difference, so that the floor
     cannot silently drift from what the package records.
     """
 
-    def __init__(self, tracer_provider: Any, meter_provider: Any) -> None:
+    def __init__(self, tracer_provider: Any, meter_provider: Any, summed: bool = False) -> None:
         self.tracer = tracer_provider.get_tracer("benchmark.floor")
         meter = meter_provider.get_meter("benchmark.floor")
         self.duration = meter.create_histogram(
@@ -259,12 +263,17 @@ class Floor:
             "s",
             explicit_bucket_boundaries_advisory=TPOC_BUCKETS,
         )
-        # Counter sums by attribute set, read at collection, as the package keeps them. Here the
-        # response model is the only attribute that varies, so it alone is the key.
+        # Summed: counter sums by attribute set, read at collection, as the package keeps them. Here
+        # the response model is the only attribute that varies, so it alone is the key.
+        self.summed = summed
         self.sums: dict[str, list[Any]] = {}
         self.lock = threading.Lock()
-        meter.create_observable_counter("llm_usage.tokens", [self._observe_tokens], "{token}")
-        meter.create_observable_counter("llm_usage.cost", [self._observe_cost], "USD")
+        if summed:
+            meter.create_observable_counter("llm_usage.tokens", [self._observe_tokens], "{token}")
+            meter.create_observable_counter("llm_usage.cost", [self._observe_cost], "USD")
+        else:
+            self.tokens = meter.create_counter("llm_usage.tokens", "{token}")
+            self.cost = meter.create_counter("llm_usage.cost", "USD")
         self.utilization = meter.create_histogram(
             "llm_usage.context.utilization", "1", explicit_bucket_boundaries_advisory=UTILIZATION_BUCKETS
         )
@@ -339,6 +348,15 @@ class Floor:
         self.token_usage.record(input_tokens, {**attrs, "gen_ai.token.type": "input"})
         self.token_usage.record(output_tokens, {**attrs, "gen_ai.token.type": "output"})
         self.utilization.record(utilization, attrs)
+        if not self.summed:
+            tokens = self.tokens
+            tokens.add(input_tokens, {**attrs, "llm_usage.token.type": "input"})
+            tokens.add(output_tokens, {**attrs, "llm_usage.token.type": "output"})
+            tokens.add(cached, {**attrs, "llm_usage.token.type": "cache_read"})
+            if reasoning:
+                tokens.add(reasoning, {**attrs, "llm_usage.token.type": "reasoning"})
+            self.cost.add(total_usd, attrs)
+            return attrs
         with self.lock:
             sums = self.sums.get(model)
             if sums is None:
@@ -461,8 +479,8 @@ class Worker:
         self.call_client = make_client(chat_completion_body(), "application/json")
         stream_client = make_client(sse_body(args.chunks), "text/event-stream")
         self.fns: dict[str, Callable[[], Any]]
-        if mode == "floor":
-            floor = Floor(tracer_provider, meter_provider)
+        if mode in ("floor", "floor-summed"):
+            floor = Floor(tracer_provider, meter_provider, summed=mode == "floor-summed")
             self.fns = {
                 "call": lambda: floor.call(self.call_client),
                 "stream": lambda: floor.stream(stream_client),
@@ -869,20 +887,27 @@ def count_instructions(mode: str, args: argparse.Namespace) -> dict[str, float]:
 
 def instructions_markdown(counts: dict[str, dict[str, float]], chunks: int) -> str:
     base, floor, ours = counts["baseline"], counts["floor"], counts["instrumented"]
+    summed = counts["floor-summed"]
     rows = [
-        "| instructions | baseline | added: instrumented | added: floor | ratio to the floor | target |",
-        "|---|---|---|---|---|---|",
+        "| instructions | baseline | added: instrumented | added: floor | ratio to the floor | target "
+        "| added: floor, counters summed | ratio to it |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for kind, label, target in (
         ("call", "per call", TARGET_CALL),
         ("stream", f"per {chunks}-chunk stream", TARGET_STREAM),
     ):
-        added, added_floor = ours[kind] - base[kind], floor[kind] - base[kind]
+        added, added_floor, added_summed = (
+            ours[kind] - base[kind],
+            floor[kind] - base[kind],
+            summed[kind] - base[kind],
+        )
         ratio = added / added_floor if added_floor > 0 else float("nan")
+        ratio_summed = added / added_summed if added_summed > 0 else float("nan")
         verdict = "met" if ratio <= target else "missed"
         rows.append(
             f"| {label} | {base[kind]:,.0f} | +{added:,.0f} | +{added_floor:,.0f} | {ratio:.2f}× | "
-            f"≤ {target}× ({verdict}) |"
+            f"≤ {target}× ({verdict}) | +{added_summed:,.0f} | {ratio_summed:.2f}× |"
         )
     return "\n".join(rows)
 
@@ -896,7 +921,9 @@ def run_instructions(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        counts = dict(zip(MODES, pool.map(lambda m: count_instructions(m, args), MODES), strict=True))
+        counts = dict(
+            zip(COUNTED_MODES, pool.map(lambda m: count_instructions(m, args), COUNTED_MODES), strict=True)
+        )
     print(instructions_markdown(counts, args.chunks))
     if args.json:
         with open(args.json, "w") as f:
@@ -1026,7 +1053,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cg-streams", type=int, default=20, help="streams counted under callgrind")
     p.add_argument("--jobs", type=int, default=2, help="callgrind workers at once")
     p.add_argument("--counting", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=COUNTED_MODES, help=argparse.SUPPRESS)
     p.add_argument("--alone", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
