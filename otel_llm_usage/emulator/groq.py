@@ -19,14 +19,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from ._server import Exchange, ScriptedEmulator, iter_pieces
+from ._server import Exchange, iter_pieces
 from ._server import compact_json as _compact
-from ._server import raw_count as _count
+from .openai import ChatUsageEmulator, ServedTotals, _Tally, _tally_from_raw
 
 __all__ = ["GroqEmulator", "GroqReply", "GroqServedTotals"]
 
@@ -120,8 +119,7 @@ class GroqReply:
     message: str | None = None
 
 
-@dataclass
-class GroqServedTotals:
+class GroqServedTotals(ServedTotals):
     """Usage the emulator put on the wire, summed over the responses it sent.
 
     ``requests`` counts chat completion replies sent (errors included). Tokens are added once the
@@ -129,20 +127,6 @@ class GroqServedTotals:
     appear twice in its closing chunk), so a stream cut before its closing chunk adds nothing. For
     ``raw_usage`` only well-formed non-negative integers are summed.
     """
-
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-
-
-@dataclass(frozen=True)
-class _Tally:
-    prompt: int = 0
-    completion: int = 0
-    cached: int = 0
-    reasoning: int = 0
 
 
 @dataclass(frozen=True)
@@ -165,23 +149,6 @@ class _Call:
         return isinstance(options, dict) and options.get("include_usage") is True
 
 
-def _tally_from_raw(raw: object) -> _Tally:
-    if not isinstance(raw, Mapping):
-        return _Tally()
-    prompt_details = raw.get("prompt_tokens_details")
-    completion_details = raw.get("completion_tokens_details")
-    return _Tally(
-        prompt=_count(raw.get("prompt_tokens")),
-        completion=_count(raw.get("completion_tokens")),
-        cached=_count(prompt_details.get("cached_tokens")) if isinstance(prompt_details, Mapping) else 0,
-        reasoning=(
-            _count(completion_details.get("reasoning_tokens"))
-            if isinstance(completion_details, Mapping)
-            else 0
-        ),
-    )
-
-
 def _error_body(message: str, type_: str, code: str | None) -> dict[str, Any]:
     error: dict[str, Any] = {"message": message, "type": type_}
     if code is not None:
@@ -200,7 +167,7 @@ def _rate_limit_headers() -> dict[str, str]:
     }
 
 
-class GroqEmulator(ScriptedEmulator[GroqReply, GroqServedTotals]):
+class GroqEmulator(ChatUsageEmulator[GroqReply, GroqServedTotals]):
     """Groq-compatible HTTP server on ``127.0.0.1`` for tests and demos.
 
     ``base_url`` is what ``Groq(base_url=...)`` takes (the SDK adds ``/openai/v1/...``). Each
@@ -215,19 +182,6 @@ class GroqEmulator(ScriptedEmulator[GroqReply, GroqServedTotals]):
     @property
     def base_url(self) -> str:
         return self.url
-
-    def _add(self, tally: _Tally | None = None, *, request: bool = False, sign: int = 1) -> None:
-        with self._served_lock:
-            served = self._served
-            served.requests += int(request)
-            if tally is not None:
-                served.prompt_tokens += sign * tally.prompt
-                served.completion_tokens += sign * tally.completion
-                served.cached_tokens += sign * tally.cached
-                served.reasoning_tokens += sign * tally.reasoning
-
-    def _count_usage(self, tally: _Tally, sign: int) -> None:
-        self._add(tally, sign=sign)
 
     def handle(self, exchange: Exchange) -> None:
         request = exchange.request
@@ -278,7 +232,7 @@ class GroqEmulator(ScriptedEmulator[GroqReply, GroqServedTotals]):
         if not exchange.sleep(reply.delay_s):
             exchange.abort()
             return
-        self._add(request=True)
+        self._add_request()
         if reply.status >= 400:
             type_, code, message = _ERROR_DEFAULTS.get(
                 reply.status,

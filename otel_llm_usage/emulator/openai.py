@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from ._server import Exchange, RecordedRequest, ScriptedEmulator, iter_pieces
 from ._server import compact_json as _compact
@@ -211,7 +211,26 @@ def _error_body(message: str, type_: str, code: str | None, param: str | None = 
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
-class OpenAIEmulator(ScriptedEmulator[Reply, ServedTotals]):
+_ReplyT = TypeVar("_ReplyT")
+_TotalsT = TypeVar("_TotalsT", bound=ServedTotals)
+
+
+class ChatUsageEmulator(ScriptedEmulator[_ReplyT, _TotalsT], Generic[_ReplyT, _TotalsT]):
+    """The served totals of an emulator whose usage has the chat completions shape (OpenAI, Groq)."""
+
+    def _add_request(self) -> None:
+        with self._served_lock:
+            self._served.requests += 1
+
+    def _count_usage(self, tally: _Tally, sign: int) -> None:
+        with self._served_lock:
+            self._served.prompt_tokens += sign * tally.prompt
+            self._served.completion_tokens += sign * tally.completion
+            self._served.cached_tokens += sign * tally.cached
+            self._served.reasoning_tokens += sign * tally.reasoning
+
+
+class OpenAIEmulator(ChatUsageEmulator[Reply, ServedTotals]):
     """OpenAI-compatible HTTP server on ``127.0.0.1`` for tests and demos.
 
     ``base_url`` is what ``OpenAI(base_url=...)`` takes; ``azure_endpoint`` is what
@@ -231,17 +250,6 @@ class OpenAIEmulator(ScriptedEmulator[Reply, ServedTotals]):
     @property
     def azure_endpoint(self) -> str:
         return self.url
-
-    def _add_request(self) -> None:
-        with self._served_lock:
-            self._served.requests += 1
-
-    def _count_usage(self, tally: _Tally, sign: int) -> None:
-        with self._served_lock:
-            self._served.prompt_tokens += sign * tally.prompt
-            self._served.completion_tokens += sign * tally.completion
-            self._served.cached_tokens += sign * tally.cached
-            self._served.reasoning_tokens += sign * tally.reasoning
 
     def handle(self, exchange: Exchange) -> None:
         request = exchange.request
