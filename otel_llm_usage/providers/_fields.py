@@ -7,6 +7,8 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from .. import semconv as sc
+
 # (class, name) -> whether the class (or a base) defines `name` itself, e.g. as a property. Bounded
 # in practice by the SDK classes and the few field names read; capped anyway.
 _CLASS_ATTRS: dict[tuple[type, str], bool] = {}
@@ -106,3 +108,27 @@ def json_body(http_response: Any) -> dict[str, Any] | None:
     except (ValueError, TypeError, AttributeError, RuntimeError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def sampling_attributes(max_tokens: object, temperature: object) -> dict[str, Any] | None:
+    """`gen_ai.request.max_tokens` and `.temperature` from a request's values, where well typed."""
+    attrs: dict[str, Any] = {}
+    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
+        attrs[sc.REQUEST_MAX_TOKENS] = max_tokens
+    if isinstance(temperature, int | float) and not isinstance(temperature, bool):
+        attrs[sc.REQUEST_TEMPERATURE] = float(temperature)
+    return attrs or None
+
+
+def jsonable(value: Any, by_alias: bool = False) -> Any:
+    """A request argument as plain JSON values, for content capture: SDK models are dumped."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json", by_alias=by_alias, exclude_none=True)
+    if isinstance(value, list | tuple):
+        return [jsonable(v, by_alias) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v, by_alias) for k, v in value.items()}
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)

@@ -27,7 +27,7 @@ from ..config import Options
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..streams import AsyncStreamProxy, SyncStreamProxy
 from ..usage import TokenUsage, as_count
-from ._fields import get, get_str, json_body
+from ._fields import get, get_str, json_body, sampling_attributes
 from ._hooks import Args, CallHooks, Kwargs, Plan, replace_arg
 
 LIBRARY = "anthropic"
@@ -81,17 +81,6 @@ def _request_body(options: Any) -> dict[str, Any]:
     return {**body, **extra} if isinstance(extra, dict) and extra else body
 
 
-def _request_attributes(body: Mapping[str, Any]) -> dict[str, Any] | None:
-    attrs: dict[str, Any] = {}
-    max_tokens = body.get("max_tokens")
-    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
-        attrs[sc.REQUEST_MAX_TOKENS] = max_tokens
-    temperature = body.get("temperature")
-    if isinstance(temperature, int | float) and not isinstance(temperature, bool):
-        attrs[sc.REQUEST_TEMPERATURE] = float(temperature)
-    return attrs or None
-
-
 def describe_request(
     client: Any,
     options: Any,
@@ -112,7 +101,7 @@ def describe_request(
         stream=stream or body.get("stream") is True,
         server_address=host or None,
         server_port=url.port or (443 if url.scheme == "https" else 80),
-        attributes=_request_attributes(body),
+        attributes=sampling_attributes(body.get("max_tokens"), body.get("temperature")),
     )
     if req.provider == PROVIDER_BEDROCK:
         req.price_model = req.model  # the body names the bare model, not the profile it ran under

@@ -38,7 +38,7 @@ from ..config import Options
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..streams import Accumulator, SyncStreamProxy
 from ..usage import TokenUsage, as_count
-from ._fields import get, get_str
+from ._fields import get, get_str, sampling_attributes
 from ._hooks import Args, CallHooks, Kwargs, Plan
 from .anthropic import merged_stream_usage
 from .anthropic import usage_from as anthropic_usage_from
@@ -376,22 +376,6 @@ class InvokeStreamAccumulator:
 # --- the request -----------------------------------------------------------------------------
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _request_attributes(max_tokens: Any, temperature: Any) -> dict[str, Any] | None:
-    attrs: dict[str, Any] = {}
-    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
-        attrs[sc.REQUEST_MAX_TOKENS] = max_tokens
-    value = _number(temperature)
-    if value is not None:
-        attrs[sc.REQUEST_TEMPERATURE] = value
-    return attrs or None
-
-
 def invoke_body(params: Mapping[str, Any]) -> dict[str, Any] | None:
     """The InvokeModel request body as JSON, when the caller gave it as bytes or text (not a file)."""
     body = params.get("body")
@@ -424,7 +408,7 @@ def describe_request(
     if operation in (CONVERSE, CONVERSE_STREAM):
         config = params.get("inferenceConfig")
         if isinstance(config, Mapping):
-            req.attributes = _request_attributes(config.get("maxTokens"), config.get("temperature"))
+            req.attributes = sampling_attributes(config.get("maxTokens"), config.get("temperature"))
         if capture_content:
             req.input_messages = _messages(params.get("system"), params.get("messages"))
         return req
@@ -433,10 +417,10 @@ def describe_request(
         return req
     config = body.get("inferenceConfig")  # Nova
     if isinstance(config, Mapping):
-        req.attributes = _request_attributes(config.get("maxTokens"), config.get("temperature"))
+        req.attributes = sampling_attributes(config.get("maxTokens"), config.get("temperature"))
     else:  # Anthropic `max_tokens`, Llama `max_gen_len`
         max_tokens = body.get("max_tokens", body.get("max_gen_len"))
-        req.attributes = _request_attributes(max_tokens, body.get("temperature"))
+        req.attributes = sampling_attributes(max_tokens, body.get("temperature"))
     if capture_content:
         prompt = body.get("prompt")
         if isinstance(prompt, str):

@@ -52,7 +52,7 @@ from ..context import in_llm_call
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..streams import AsyncStreamProxy, SyncStreamProxy
 from ..usage import TokenUsage, as_count
-from ._fields import get, get_str
+from ._fields import get, get_str, jsonable, sampling_attributes
 from ._hooks import Args, CallHooks, Kwargs, Plan, send, send_async
 
 LIBRARY = "cohere"
@@ -191,30 +191,6 @@ def is_platform_client(raw_client: Any) -> bool:
     )
 
 
-def _jsonable(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        return dump(mode="json", exclude_none=True)
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
-
-
-def _request_attributes(kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
-    attrs: dict[str, Any] = {}
-    max_tokens = kwargs.get("max_tokens")  # an unset argument is the SDK's OMIT sentinel (`...`)
-    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
-        attrs[sc.REQUEST_MAX_TOKENS] = max_tokens
-    temperature = kwargs.get("temperature")
-    if isinstance(temperature, int | float) and not isinstance(temperature, bool):
-        attrs[sc.REQUEST_TEMPERATURE] = float(temperature)
-    return attrs or None
-
-
 def describe_request(
     raw_client: Any,
     kwargs: Mapping[str, Any],
@@ -242,12 +218,13 @@ def describe_request(
         stream=stream,
         server_address=host,
         server_port=port,
-        attributes=_request_attributes(kwargs) if chat else None,
+        # An unset argument is the SDK's OMIT sentinel (`...`): not an int, so not read.
+        attributes=sampling_attributes(kwargs.get("max_tokens"), kwargs.get("temperature")) if chat else None,
     )
     messages = kwargs.get("messages")
     # Only a list is read: anything else may be a one-shot iterable the SDK has yet to consume.
     if capture_content and chat and isinstance(messages, list | tuple):
-        req.input_messages = _jsonable(messages)
+        req.input_messages = jsonable(messages)
     return req
 
 

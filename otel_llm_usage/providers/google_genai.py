@@ -28,7 +28,7 @@ from ..config import Options
 from ..context import in_llm_call
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..usage import TokenUsage, as_count
-from ._fields import get, get_str
+from ._fields import get, get_str, jsonable, sampling_attributes
 from ._hooks import send, send_async
 
 LIBRARY = "google.genai"
@@ -278,27 +278,7 @@ def _base_url(api_client: Any, config: Any) -> str | None:
 
 
 def _request_attributes(config: Any) -> dict[str, Any] | None:
-    attrs: dict[str, Any] = {}
-    max_tokens = get(config, "max_output_tokens")
-    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
-        attrs[sc.REQUEST_MAX_TOKENS] = max_tokens
-    temperature = get(config, "temperature")
-    if isinstance(temperature, int | float) and not isinstance(temperature, bool):
-        attrs[sc.REQUEST_TEMPERATURE] = float(temperature)
-    return attrs or None
-
-
-def _jsonable(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        return dump(mode="json", exclude_none=True)
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
+    return sampling_attributes(get(config, "max_output_tokens"), get(config, "temperature"))
 
 
 def describe_request(
@@ -330,7 +310,7 @@ def describe_request(
     if capture_content:
         for key in ("contents", "content", "batch_contents"):
             if kwargs.get(key) is not None:
-                req.input_messages = _jsonable(kwargs[key])
+                req.input_messages = jsonable(kwargs[key])
                 break
     return req
 

@@ -29,7 +29,7 @@ from ..config import Options
 from ..recorder import CallRequest, CallResult, Recorder
 from ..streams import AsyncStreamProxy, SyncStreamProxy
 from ..usage import TokenUsage, as_count
-from ._fields import get, get_str
+from ._fields import get, get_str, jsonable, sampling_attributes
 from ._hooks import Args, CallHooks, Kwargs, Plan
 
 PROVIDER = "mistral_ai"
@@ -191,30 +191,11 @@ class ChunkAccumulator:
 
 
 def _request_attributes(kwargs: Kwargs) -> dict[str, Any] | None:
-    attrs: dict[str, Any] = {}
-    max_tokens = kwargs.get("max_tokens")
-    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
-        attrs[sc.REQUEST_MAX_TOKENS] = max_tokens
-    temperature = kwargs.get("temperature")
-    if isinstance(temperature, int | float) and not isinstance(temperature, bool):
-        attrs[sc.REQUEST_TEMPERATURE] = float(temperature)
+    attrs = sampling_attributes(kwargs.get("max_tokens"), kwargs.get("temperature")) or {}
     agent_id = kwargs.get("agent_id")
     if isinstance(agent_id, str) and agent_id:
         attrs[sc.AGENT_ID] = agent_id
     return attrs or None
-
-
-def _jsonable(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        return dump(mode="json", by_alias=True, exclude_none=True)
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
 
 
 def input_content(kwargs: Kwargs, operation: str) -> Any:
@@ -226,7 +207,7 @@ def input_content(kwargs: Kwargs, operation: str) -> Any:
         return {k: v for k, v in sent.items() if v is not None} if isinstance(prompt, str) else None
     value = kwargs.get("inputs") if operation == sc.OP_EMBEDDINGS else kwargs.get("messages")
     if isinstance(value, str | list | tuple):
-        return _jsonable(value)
+        return jsonable(value, by_alias=True)
     return None
 
 

@@ -25,7 +25,7 @@ from ..config import Options
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..streams import AsyncStreamProxy, SyncStreamProxy
 from ..usage import TokenUsage, as_count
-from ._fields import as_cost, fields, get, get_str, json_body
+from ._fields import as_cost, fields, get, get_str, json_body, sampling_attributes
 from ._hooks import Args, CallHooks, Kwargs, Plan, replace_arg
 
 LIBRARY = "openai"
@@ -93,16 +93,13 @@ def _is_azure(client: Any) -> bool:
 
 
 def _request_attributes(body: dict[str, Any]) -> dict[str, Any] | None:
-    attrs: dict[str, Any] = {}
+    max_tokens = None
     for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
         value = body.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
-            attrs[sc.REQUEST_MAX_TOKENS] = value
+            max_tokens = value
             break
-    temperature = body.get("temperature")
-    if isinstance(temperature, int | float) and not isinstance(temperature, bool):
-        attrs[sc.REQUEST_TEMPERATURE] = float(temperature)
-    return attrs or None
+    return sampling_attributes(max_tokens, body.get("temperature"))
 
 
 # id(client) -> (its base_url object, host, port, provider). The base_url object's identity tells
