@@ -355,8 +355,8 @@ class _StreamResponse(wrapt.ObjectProxy[Any]):
         return self._self_events
 
 
-class _StreamManager(wrapt.ObjectProxy[Any]):
-    """The context manager `RawV2Client.chat_stream` returns: entering it sends the request."""
+class _ManagerProxy(wrapt.ObjectProxy[Any]):
+    """What the stream managers below hold: the call is started and sent when one is entered."""
 
     def __init__(self, wrapped: Any, hooks: ChatStreamHooks, raw_client: Any, kwargs: Kwargs) -> None:
         super().__init__(wrapped)
@@ -365,6 +365,10 @@ class _StreamManager(wrapt.ObjectProxy[Any]):
         self._self_kwargs = kwargs
         self._self_call: LLMCall | None = None
         self._self_acc: ChatStreamAccumulator | None = None
+
+
+class _StreamManager(_ManagerProxy):
+    """The context manager `RawV2Client.chat_stream` returns: entering it sends the request."""
 
     def __enter__(self) -> Any:
         call = self._self_hooks.start(self._self_client, self._self_kwargs)
@@ -382,16 +386,8 @@ class _StreamManager(wrapt.ObjectProxy[Any]):
             _end(self._self_call, self._self_acc)
 
 
-class _AsyncStreamManager(wrapt.ObjectProxy[Any]):
+class _AsyncStreamManager(_ManagerProxy):
     """The async context manager `AsyncRawV2Client.chat_stream` returns: entering it sends the request."""
-
-    def __init__(self, wrapped: Any, hooks: ChatStreamHooks, raw_client: Any, kwargs: Kwargs) -> None:
-        super().__init__(wrapped)
-        self._self_hooks = hooks
-        self._self_client = raw_client
-        self._self_kwargs = kwargs
-        self._self_call: LLMCall | None = None
-        self._self_acc: ChatStreamAccumulator | None = None
 
     async def __aenter__(self) -> Any:
         call = self._self_hooks.start(self._self_client, self._self_kwargs)
