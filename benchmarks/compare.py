@@ -294,17 +294,11 @@ def anthropic_http_module() -> Any:
 def make_anthropic_client(body: bytes, content_type: str) -> Any:
     import anthropic
 
-    http = anthropic_http_module()
-    headers = {"content-type": content_type}
-
-    def handler(request: Any) -> Any:
-        return http.Response(200, headers=headers, content=body)
-
     return anthropic.Anthropic(
         api_key="sk-ant-benchmark",
         base_url=ANTHROPIC_BASE_URL,
         max_retries=0,
-        http_client=http.Client(transport=http.MockTransport(handler)),
+        http_client=overhead.fixed_http_client(anthropic_http_module(), body, content_type),
     )
 
 

@@ -160,21 +160,25 @@ def http_module() -> Any:
     return httpx
 
 
-def make_client(body: bytes, content_type: str) -> Any:
-    """A real openai client whose transport answers every request with `body`."""
-    import openai
-
-    http = http_module()
+def fixed_http_client(http: Any, body: bytes, content_type: str) -> Any:
+    """An `http.Client` (httpx or httpx2) whose transport answers every request with `body`."""
     headers = {"content-type": content_type}
 
     def handler(request: Any) -> Any:
         return http.Response(200, headers=headers, content=body)
 
+    return http.Client(transport=http.MockTransport(handler))
+
+
+def make_client(body: bytes, content_type: str) -> Any:
+    """A real openai client whose transport answers every request with `body`."""
+    import openai
+
     return openai.OpenAI(
         api_key="sk-benchmark",
         base_url=BASE_URL,
         max_retries=0,
-        http_client=http.Client(transport=http.MockTransport(handler)),
+        http_client=fixed_http_client(http_module(), body, content_type),
     )
 
 
