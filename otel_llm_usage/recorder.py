@@ -320,7 +320,7 @@ class LLMCall:
             if usage.output_audio:
                 attrs[sc.USAGE_AUDIO_OUTPUT_TOKENS] = usage.output_audio
             model = req.price_model or res.response_model or req.model
-            price = rec.pricer.resolve(req.provider, model) if model else None
+            price = rec.pricer.resolve(req.provider, model, req.server_address) if model else None
             cost = price.cost(usage) if price is not None else None
             window = price.context_window if price is not None else None
             if window:
