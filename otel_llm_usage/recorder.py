@@ -18,6 +18,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import semconv as sc
 from ._guard import report
+from ._redact import redact
 from .context import current_scope
 from .counters import CallCounters
 from .pricing import Cost, Pricer
@@ -296,7 +297,7 @@ class LLMCall:
         if etype is not None:
             attrs[sc.ERROR_TYPE] = etype
             mattrs[sc.ERROR_TYPE] = etype
-            span.set_status(Status(StatusCode.ERROR, message[:256] or etype))
+            span.set_status(Status(StatusCode.ERROR, redact(message) or etype))
         usage = res.usage
         cost: Cost | None = None
         window: int | None = None

@@ -27,6 +27,7 @@ from opentelemetry.util import types
 from . import rollup
 from . import semconv as sc
 from ._guard import report
+from ._redact import redact
 from .budgets import Budget
 from .context import Scope, current_scope
 from .recorder import SCOPE_NAME
@@ -282,7 +283,7 @@ class RunScope:
         if exc is not None and span.is_recording():
             etype = type(exc).__qualname__
             span.set_attribute(sc.ERROR_TYPE, etype)
-            span.set_status(Status(StatusCode.ERROR, str(exc)[:256] or etype))
+            span.set_status(Status(StatusCode.ERROR, redact(str(exc)) or etype))
         if state.proc is not None:
             state.proc.end_run(state.run, span)
         else:

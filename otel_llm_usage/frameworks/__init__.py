@@ -31,6 +31,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from .. import semconv as sc
 from .._guard import report
+from .._redact import redact
 from ..rollup import Run
 
 __all__ = [
@@ -106,7 +107,7 @@ class RunEntry:
             return
         try:
             span.set_attribute(sc.ERROR_TYPE, error_type)
-            span.set_status(Status(StatusCode.ERROR, (message or error_type)[:256]))
+            span.set_status(Status(StatusCode.ERROR, redact(message or error_type)))
         except Exception as exc:
             report("frameworks.mark_failed", exc)
 
