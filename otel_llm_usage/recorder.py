@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from . import semconv as sc
 from ._guard import report
 from ._redact import redact
-from .context import current_scope
+from .context import current_scope, without_private_baggage
 from .counters import CallCounters
 from .pricing import Cost, Pricer
 from .usage import TokenUsage
@@ -230,9 +230,10 @@ class LLMCall:
         self._ctx_token: object | None = None
         self.end_time_ns: int | None = None  # set only for calls recorded after the fact
 
-    # The span is current while the request is sent, so HTTP-client spans nest beneath it.
+    # The span is current while the request is sent, so HTTP-client spans nest beneath it; the
+    # baggage loses its session and user ids, which must not reach the provider.
     def activate(self) -> None:
-        self._ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
+        self._ctx_token = otel_context.attach(without_private_baggage(trace.set_span_in_context(self.span)))
 
     def deactivate(self) -> None:
         if self._ctx_token is not None:
