@@ -6,7 +6,6 @@ import importlib
 import importlib.util
 import logging
 import sys
-import threading
 from collections.abc import Collection
 from functools import partial
 from typing import Any
@@ -15,6 +14,7 @@ import wrapt
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from . import _fork
 from ._guard import report
 from .config import Options
 from .pricing import Pricer
@@ -133,7 +133,7 @@ def _installed(name: str) -> bool:
 
 
 _instrumentor: LLMUsageInstrumentor | None = None
-_lock = threading.Lock()
+_lock = _fork.lock()
 
 
 def instrument(

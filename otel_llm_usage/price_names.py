@@ -65,6 +65,20 @@ def is_provider_host(provider: str, host: str | None) -> bool:
     return any(h == own or h.endswith("." + own) for own in PROVIDER_HOSTS.get(provider, ()))
 
 
+def import_price_tables() -> None:
+    """Import genai-prices now, in the thread that instruments, not at a call in any thread.
+
+    A module being imported holds an import lock; a process forked at that moment leaves the lock
+    held in the child for good, and the child's first unpriced-so-far model would wait on it.
+    """
+    import genai_prices.decompose
+    import genai_prices.types
+    import genai_prices.units  # noqa: F401
+    from genai_prices.data_snapshot import get_snapshot
+
+    get_snapshot()  # imports the table itself (genai_prices.data)
+
+
 def find_model(provider_id: str, model: str, strip_routing: bool = True) -> tuple[Any, Any] | None:
     from genai_prices.data_snapshot import get_snapshot
 

@@ -18,7 +18,7 @@ from decimal import Decimal, localcontext
 from typing import Any, NamedTuple
 
 from . import _fork
-from .price_names import GENAI_PRICES_PROVIDER, find_model, is_provider_host
+from .price_names import GENAI_PRICES_PROVIDER, find_model, import_price_tables, is_provider_host
 from .price_overrides import PRICES_FILE_ENV, ModelPrice, Overrides, read_prices_file, validate_prices
 from .usage import TokenUsage
 
@@ -271,6 +271,7 @@ class Pricer:
     """
 
     def __init__(self, overrides: Mapping[str, ModelPrice | Mapping[str, Any]] | None = None) -> None:
+        import_price_tables()
         self._lock = _fork.lock()
         self._code = validate_prices(overrides or {})
         self._file = read_prices_file()

@@ -21,7 +21,6 @@ or is garbage-collected.
 from __future__ import annotations
 
 import contextvars
-import threading
 from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any, Protocol, TypeGuard, TypeVar
@@ -29,6 +28,7 @@ from typing import Any, Protocol, TypeGuard, TypeVar
 import wrapt
 from opentelemetry.trace import Status, StatusCode
 
+from .. import _fork
 from .. import semconv as sc
 from .._guard import report
 from .._redact import redact
@@ -176,7 +176,7 @@ class DetachedRun:
     def __init__(self, entry: RunEntry) -> None:
         self._ctx = contextvars.copy_context()
         self._entry = entry
-        self._lock = threading.Lock()
+        self._lock = _fork.lock()
         self._done = False
 
     @classmethod
