@@ -61,7 +61,7 @@ def propagate_session(explicit: bool | None) -> bool:
 def without_private_baggage(ctx: Context) -> Context:
     """`ctx` without session and user ids in its baggage: the context an LLM request is sent in."""
     entries = ctx.get(_BAGGAGE_KEY) if _BAGGAGE_KEY is not None else baggage.get_all(ctx)
-    if isinstance(entries, Mapping) and entries:
+    if entries and isinstance(entries, Mapping):  # no baggage at all: the common case
         for key in PRIVATE_BAGGAGE:
             if key in entries:
                 ctx = baggage.remove_baggage(key, ctx)
