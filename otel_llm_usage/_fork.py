@@ -14,14 +14,16 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-_locks: weakref.WeakSet[Any] = weakref.WeakSet()
+# Weak references to every lock made by `lock()`; a reference removes itself when its lock dies.
+# A plain set of refs costs a third of a WeakSet per lock, and a `Usage` ledger makes one.
+_locks: set[weakref.ref[Any]] = set()
 _callbacks: list[Callable[[], None]] = []
 
 
 def lock() -> threading.Lock:
     """A plain `threading.Lock` (no cost when taken) that a forked child gets released."""
     new = threading.Lock()
-    _locks.add(new)
+    _locks.add(weakref.ref(new, _locks.discard))
     return new
 
 
@@ -31,19 +33,10 @@ def on_fork_in_child(fn: Callable[[], None]) -> None:
 
 
 def _reinit_in_child() -> None:
-    global _locks
-    # The set itself may have been in the middle of an update in another thread: copy what it
-    # holds and start a new one rather than trust its internal state.
-    held = list(_locks.data)  # type: ignore[attr-defined]
-    _locks = weakref.WeakSet()
-    for ref in held:
-        obj = ref()
-        if obj is None:
-            continue
-        reinit = getattr(obj, "_at_fork_reinit", None)
-        if reinit is not None:
-            reinit()
-        _locks.add(obj)
+    for ref in list(_locks):
+        held = ref()
+        if held is not None:
+            held._at_fork_reinit()  # what the standard library does for its own locks
     for fn in list(_callbacks):
         try:
             fn()
