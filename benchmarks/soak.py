@@ -61,8 +61,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 import otel_llm_usage
-from otel_llm_usage import semconv as sc
-from otel_llm_usage.emulator import (
+from emulators import (
     AnthropicEmulator,
     AnthropicReply,
     AnthropicServedTotals,
@@ -70,6 +69,7 @@ from otel_llm_usage.emulator import (
     Reply,
     ServedTotals,
 )
+from otel_llm_usage import semconv as sc
 from otel_llm_usage.instrumentor import active_instrumentor
 
 OPENAI_MODELS = ("gpt-4o-mini", "gpt-4.1-mini")
