@@ -167,24 +167,25 @@ def serve(args: argparse.Namespace, out: TextIO) -> int:
         emulators[prefix] = emulator = provider.factory()
         emulator.keep_requests = _KEPT_REQUESTS
     server = MountedEmulators(emulators, args.host, args.port)
-    try:
-        server.start()
-    except OSError as exc:
-        print(f"python -m emulators: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    # Installed before listening, so an early Ctrl-C or SIGTERM also ends the command cleanly.
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        try:
+            server.start()
+        except OSError as exc:
+            print(f"python -m emulators: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+            return 1
         print("\n".join(describe(server, mounted)), file=out, flush=True)
         stop.wait()
+        server.stop()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        server.stop()
     print("Stopped.", file=out, flush=True)
     return 0
 
