@@ -1,6 +1,6 @@
 """Soak: a million calls through the real SDKs, instrumented, in one process; memory and totals.
 
-The real openai and anthropic clients call the package's emulators, with
+The real openai and anthropic clients call the repository's emulators, with
 `otel_llm_usage.instrument()` on an SDK `TracerProvider` whose exporter drops every span plus a
 processor that counts started and ended spans, and an SDK `MeterProvider` read by an
 `InMemoryMetricReader`. The traffic is scripted from a seeded random generator:
