@@ -16,13 +16,35 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anthropic
+import boto3
+import cohere
+import groq
 import openai
 import pytest
+from google import genai
+from google.genai import types as genai_types
 
 from emulators import anthropic as anthropic_emulator
+from emulators import bedrock as bedrock_emulator
+from emulators import cohere as cohere_emulator
+from emulators import gemini as gemini_emulator
+from emulators import groq as groq_emulator
+from emulators import mistral as mistral_emulator
 from emulators import openai as openai_emulator
 from tests.conftest import Telemetry
 
+try:  # mistralai 2.0 moved the client
+    from mistralai.client import Mistral
+except ImportError:  # pragma: no cover - mistralai 1.x
+    from mistralai import Mistral  # type: ignore[attr-defined,no-redef]
+
+EMULATOR_MODULES = {
+    "gemini": gemini_emulator,
+    "bedrock": bedrock_emulator,
+    "cohere": cohere_emulator,
+    "mistral": mistral_emulator,
+    "groq": groq_emulator,
+}
 ROOT = Path(__file__).resolve().parents[2]
 MESSAGES = [{"role": "user", "content": "Say something short."}]
 READY = "Each reply is deterministic"
@@ -205,3 +227,43 @@ def test_a_busy_port_and_a_bad_port_fail_with_a_message(command: type[Command]) 
     bad = command("--port", "70000")
     assert bad.process.wait(timeout=TIMEOUT_S) == 2
     assert "--port" in bad.stderr() and "70000" in bad.stderr()
+
+
+def test_every_other_sdk_reaches_its_emulator_under_all(command: type[Command]) -> None:
+    emulators = command("--port", "0")
+    emulators.read_until(READY)
+    root = emulators.setting("OPENAI_BASE_URL").removesuffix("/openai/v1")
+    words = {name: len(module.DEFAULT_TEXT.split()) for name, module in EMULATOR_MODULES.items()}
+
+    gemini = genai.Client(api_key="test", http_options=genai_types.HttpOptions(base_url=f"{root}/gemini"))
+    usage = gemini.models.generate_content(model="gemini-2.5-flash", contents="hi").usage_metadata
+    assert usage is not None and usage.candidates_token_count == words["gemini"]
+
+    bedrock = boto3.client(
+        "bedrock-runtime",
+        endpoint_url=f"{root}/bedrock",
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    reply = bedrock.converse(
+        modelId="amazon.nova-lite-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}]
+    )
+    assert reply["usage"]["outputTokens"] == words["bedrock"]
+
+    chat = cohere.ClientV2(api_key="test", base_url=f"{root}/cohere").chat(
+        model="command-a-03-2025", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert chat.usage is not None and chat.usage.billed_units is not None
+    assert chat.usage.billed_units.output_tokens == words["cohere"]
+
+    completion = Mistral(api_key="test", server_url=f"{root}/mistral").chat.complete(
+        model="mistral-small-latest", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert completion.usage.completion_tokens == words["mistral"]
+
+    answer = groq.Groq(api_key="test", base_url=f"{root}/groq", max_retries=0).chat.completions.create(
+        model="llama-3.3-70b-versatile", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert answer.usage is not None and answer.usage.completion_tokens == words["groq"]
+    assert emulators.stop() == 0
