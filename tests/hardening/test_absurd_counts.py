@@ -11,9 +11,9 @@ from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metr
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
 import otel_llm_usage
+from emulators import Reply
 from otel_llm_usage import semconv as sc
 from otel_llm_usage._guard import reported_sites
-from otel_llm_usage.emulator import Reply
 from otel_llm_usage.usage import MAX_TOKEN_COUNT, TokenUsage, as_count
 
 MSGS = [{"role": "user", "content": "Hi"}]

@@ -11,9 +11,9 @@ import openai
 import pytest
 
 import otel_llm_usage
+from emulators import Reply
 from otel_llm_usage import ModelPrice
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.emulator import Reply
 from otel_llm_usage.pricing import CACHE_LIMIT, WARN_LIMIT, Pricer
 from otel_llm_usage.usage import TokenUsage
 

@@ -9,8 +9,8 @@ import pytest
 from opentelemetry.trace import StatusCode
 
 import otel_llm_usage
+from emulators import Reply
 from otel_llm_usage._redact import MAX_LENGTH, redact
-from otel_llm_usage.emulator import Reply
 
 KEY = "sk-proj-Xy7ZabcdEFGH1234567890ijklMNOP"
 

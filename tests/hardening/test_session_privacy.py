@@ -11,8 +11,8 @@ from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
 
 import otel_llm_usage
+from emulators import AnthropicEmulator
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.emulator import AnthropicEmulator
 
 SID = "alice@example.com/conv-7"
 MSGS: list[Any] = [{"role": "user", "content": "Hi"}]
