@@ -44,6 +44,7 @@ def last_cost(telemetry: Any) -> float | None:
         ({"input": 1.0, "output": 1.0, "context_window": 0}, "context_window"),
         ({"input": "cheap", "output": 1.0}, "input"),
         ({"input": True, "output": 1.0}, "input"),
+        ({"input": 1.0, "output": 10**400}, "output"),
     ],
 )
 def test_bad_prices_in_code_raise_naming_model_and_field(price: dict[str, Any], field: str) -> None:
