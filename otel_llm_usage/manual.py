@@ -80,6 +80,10 @@ def _attributes(attributes: object) -> dict[str, Any]:
                 f"attributes: {key!r} is set by the package from record_call()'s own arguments "
                 f"(reserved: {', '.join(RESERVED_PREFIXES)}* and {sorted(RESERVED_ATTRIBUTES)})"
             )
+        values = attributes[key] if isinstance(attributes[key], list | tuple) else (attributes[key],)
+        for value in values:
+            if isinstance(value, int) and not -(2**63) <= value < 2**63:
+                raise ValueError(f"attributes: {key!r} = {value!r} does not fit OTLP's 64-bit integers")
     return dict(attributes)
 
 

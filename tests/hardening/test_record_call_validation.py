@@ -33,6 +33,8 @@ BASE = {"model": "gpt-4o", "provider": "openai", "input_tokens": 10, "output_tok
         ({"attributes": {"gen_ai.request.model": "other"}}, "gen_ai.request.model"),
         ({"attributes": {"gen_ai.agent.name": "other"}}, "gen_ai.agent.name"),
         ({"attributes": {"": 1}}, "attributes"),
+        ({"attributes": {"batch.size": 2**64}}, "batch.size"),
+        ({"attributes": {"batch.sizes": [1, -(2**63) - 1]}}, "batch.sizes"),
     ],
 )
 def test_poisoning_input_is_refused_naming_it(telemetry: Any, kwargs: dict[str, Any], names: str) -> None:
