@@ -15,10 +15,14 @@ import wrapt
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from . import active
 from ._guard import report
 from .config import Options
 from .pricing import Pricer
 from .recorder import Recorder, Settings
+from .rollup import Rollup
+from .rollup import install as install_rollup
+from .rollup import uninstall as uninstall_rollup
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +52,7 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     # set in _instrument rather than in __init__.
     recorder: Recorder | None = None
     options: Options | None = None
-    rollup: Any = None
+    rollup: Rollup | None = None
     _patched: tuple[tuple[Any, str, Any], ...] = ()
     _generation = 0
 
@@ -77,9 +81,8 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         )
         self.recorder = recorder
         if options.rollups:
-            from .rollup import install_rollups
-
-            self.rollup = install_rollups(recorder, options, tracer_provider, meter_provider)
+            self.rollup = install_rollup(recorder, options, tracer_provider, meter_provider)
+        active.install(active.Installation(recorder, self.rollup))
         self._patched = ()
         self._generation += 1
         for name in wanted:
@@ -119,9 +122,10 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         for owner, method, original in reversed(self._patched):
             setattr(owner, method, original)
         self._patched = ()
-        if self.rollup is not None:
-            self.rollup.shutdown_rollups()
-            self.rollup = None
+        active.install(None)
+        if self.rollup is not None and self.recorder is not None:
+            uninstall_rollup(self.recorder, self.rollup)
+        self.rollup = None
         self.recorder = None
 
 
@@ -132,7 +136,6 @@ def _installed(name: str) -> bool:
         return False
 
 
-_instrumentor: LLMUsageInstrumentor | None = None
 _lock = threading.Lock()
 
 
@@ -148,27 +151,21 @@ def instrument(
     providers, metric_attributes, endpoints, prices, rollups, budgets, budget_callback,
     max_sessions, session_idle_seconds, prometheus_port.
     """
-    global _instrumentor
     with _lock:
-        if _instrumentor is None:
-            _instrumentor = LLMUsageInstrumentor()
-        if not _instrumentor.is_instrumented_by_opentelemetry:
-            _instrumentor.instrument(
-                tracer_provider=tracer_provider, meter_provider=meter_provider, **options
-            )
-        return _instrumentor
+        inst = LLMUsageInstrumentor()  # BaseInstrumentor makes this the one instance
+        if not inst.is_instrumented_by_opentelemetry:
+            inst.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider, **options)
+        return inst
 
 
 def uninstrument() -> None:
     """Restore every patched method exactly. Safe to call when not instrumented."""
     with _lock:
-        if _instrumentor is not None and _instrumentor.is_instrumented_by_opentelemetry:
-            _instrumentor.uninstrument()
+        inst = LLMUsageInstrumentor()
+        if inst.is_instrumented_by_opentelemetry:
+            inst.uninstrument()
 
 
 def active_instrumentor() -> LLMUsageInstrumentor | None:
-    return (
-        _instrumentor
-        if _instrumentor is not None and _instrumentor.is_instrumented_by_opentelemetry
-        else None
-    )
+    inst = LLMUsageInstrumentor()
+    return inst if inst.is_instrumented_by_opentelemetry else None

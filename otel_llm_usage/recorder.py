@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,13 +18,13 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import semconv as sc
 from ._guard import report
-from .context import current_scope
+from .budgets import BudgetExceeded
+from .context import current_attribution
 from .counters import CallCounters
+from .listener import CallListener, EndedCall
 from .pricing import Cost, Pricer
 from .usage import TokenUsage
-from .version import __version__
-
-SCOPE_NAME = "otel_llm_usage"
+from .version import INSTRUMENTATION_NAME, __version__
 
 
 @dataclass(slots=True)
@@ -72,16 +72,6 @@ def _truncate_json(value: Any, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + "…[truncated]"
 
 
-class LedgerSpan(trace.Span):
-    """A span that takes its call's ledger as the recorder computed it: the rollups read the
-    tokens and cost from here rather than parse them back out of the attributes."""
-
-    __slots__ = ()
-
-    def take_ledger(self, usage: TokenUsage | None, cost: float | None) -> None:
-        raise NotImplementedError
-
-
 class Recorder:
     def __init__(
         self,
@@ -90,11 +80,11 @@ class Recorder:
         pricer: Pricer,
         settings: Settings,
     ) -> None:
-        self.tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider=tracer_provider)
-        meter = metrics.get_meter(SCOPE_NAME, __version__, meter_provider=meter_provider)
+        self.tracer = trace.get_tracer(INSTRUMENTATION_NAME, __version__, tracer_provider=tracer_provider)
+        meter = metrics.get_meter(INSTRUMENTATION_NAME, __version__, meter_provider=meter_provider)
         self.pricer = pricer
         self.settings = settings
-        self.before_call: list[Callable[[CallRequest], None]] = []
+        self.listeners: tuple[CallListener, ...] = ()
         self.token_usage = meter.create_histogram(
             sc.METRIC_TOKEN_USAGE, sc.UNIT_TOKEN, "Number of input and output tokens used.",
             explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
@@ -152,13 +142,16 @@ class Recorder:
             if s.unpriced:
                 yield metrics.Observation(s.unpriced, s.attributes)
 
+    def add_listener(self, listener: CallListener) -> None:
+        self.listeners = (*self.listeners, listener)
+
+    def remove_listener(self, listener: CallListener) -> None:
+        self.listeners = tuple(x for x in self.listeners if x is not listener)
+
     def start(
         self, req: CallRequest, *, start_time_ns: int | None = None, check_budgets: bool = True
     ) -> LLMCall:
-        if check_budgets:
-            for hook in self.before_call:
-                hook(req)  # budgets raise from here, before any request is sent
-        scope = current_scope.get()
+        attribution = current_attribution.get()
         attrs: dict[str, Any] = {
             sc.LLM_CALL_MARK: True,
             sc.OPERATION_NAME: req.operation,
@@ -173,35 +166,56 @@ class Recorder:
                 attrs[sc.SERVER_PORT] = req.server_port
         if req.attributes:
             attrs.update(req.attributes)
-        if scope.session_id is not None:
-            attrs[sc.CONVERSATION_ID] = scope.session_id
-            attrs[sc.SESSION_ID] = scope.session_id
-        if scope.user_id is not None:
-            attrs[sc.USER_ID] = scope.user_id
-        if scope.agent is not None:
-            attrs[sc.AGENT_NAME] = scope.agent
-        if scope.attributes:
-            attrs.update(scope.attributes)
+        if attribution.session_id is not None:
+            attrs[sc.CONVERSATION_ID] = attribution.session_id
+            attrs[sc.SESSION_ID] = attribution.session_id
+        if attribution.user_id is not None:
+            attrs[sc.USER_ID] = attribution.user_id
+        if attribution.agent is not None:
+            attrs[sc.AGENT_NAME] = attribution.agent
+        if attribution.attributes:
+            attrs.update(attribution.attributes)
+        listened: tuple[tuple[CallListener, object], ...] = ()
+        if self.listeners:
+            listened = _notify_start(self.listeners, req, attrs, check_budgets)
         if self.settings.capture_content and req.input_messages is not None:
             attrs[sc.INPUT_MESSAGES] = _truncate_json(req.input_messages, self.settings.max_content_length)
         name = f"{req.operation} {req.model}" if req.model else req.operation
-        span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, start_time=start_time_ns)
+        start_ns = start_time_ns if start_time_ns is not None else time.time_ns()
+        span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, start_time=start_ns)
         metric_attrs: dict[str, Any] = {sc.OPERATION_NAME: req.operation, sc.PROVIDER_NAME: req.provider}
         if req.model:
             metric_attrs[sc.REQUEST_MODEL] = req.model
-        if scope.agent is not None:
-            metric_attrs[sc.AGENT_NAME] = scope.agent
+        if attribution.agent is not None:
+            metric_attrs[sc.AGENT_NAME] = attribution.agent
         for key in self.settings.metric_attributes:
             if key in attrs:
                 metric_attrs[key] = attrs[key]
-        return LLMCall(self, req, span, metric_attrs)
+        return LLMCall(self, req, span, metric_attrs, start_ns, attrs, listened)
+
+
+def _notify_start(
+    listeners: tuple[CallListener, ...], req: CallRequest, attrs: dict[str, Any], check_budgets: bool
+) -> tuple[tuple[CallListener, object], ...]:
+    out = []
+    for listener in listeners:
+        try:
+            out.append((listener, listener.call_starting(req, attrs, check_budgets)))
+        except BudgetExceeded:
+            raise  # the refusal of a budget: before any span or request
+        except Exception as exc:
+            report("recorder.call_starting", exc)
+    return tuple(out)
 
 
 class LLMCall:
     """One call in flight. `finish` and `fail` are idempotent: the span ends exactly once."""
 
     __slots__ = (
+        "_attrs",
         "_ctx_token",
+        "_ended",
+        "_listened",
         "_mattrs",
         "_rec",
         "chunks",
@@ -209,18 +223,30 @@ class LLMCall:
         "end_time_ns",
         "req",
         "span",
+        "start_ns",
         "t0",
         "t_first",
         "t_last",
     )
 
     def __init__(
-        self, rec: Recorder, req: CallRequest, span: trace.Span, metric_attrs: dict[str, Any]
+        self,
+        rec: Recorder,
+        req: CallRequest,
+        span: trace.Span,
+        metric_attrs: dict[str, Any],
+        start_ns: int,
+        attrs: dict[str, Any],
+        listened: tuple[tuple[CallListener, object], ...],
     ) -> None:
         self._rec = rec
         self.req = req
         self.span = span
         self._mattrs = metric_attrs
+        self.start_ns = start_ns
+        self._attrs = attrs
+        self._listened = listened
+        self._ended = False
         self.t0 = time.perf_counter()
         self.t_first = 0.0
         self.t_last = 0.0
@@ -270,6 +296,9 @@ class LLMCall:
             self._end_quietly()
 
     def _end_quietly(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
         try:
             self.span.end()
         except Exception:
@@ -347,12 +376,17 @@ class LLMCall:
             attrs[sc.USAGE_COST] = total_cost
         if rec.settings.capture_content and res.output_messages is not None:
             attrs[sc.OUTPUT_MESSAGES] = _truncate_json(res.output_messages, rec.settings.max_content_length)
-        take_ledger = getattr(span, "take_ledger", None)  # a LedgerSpan's: cheaper than isinstance
-        if take_ledger is not None:
-            take_ledger(usage, total_cost)
         span.set_attributes(attrs)
-        span.end(end_time=self.end_time_ns)
-
+        end_ns = self.end_time_ns or time.time_ns()
+        self._ended = True  # a span processor raising in `end` must not make us end it twice
+        try:
+            span.end(end_time=end_ns)
+        except Exception as exc:
+            report("recorder.span_end", exc)
+        if self._listened:
+            self._notify_end(
+                res, usage, total_cost, etype is not None, end_ns, utilization if window else None
+            )
         rec.duration.record(duration, mattrs)
         if req.stream and self.chunks:
             rec.ttfc.record(self.t_first - self.t0, mattrs)
@@ -365,3 +399,38 @@ class LLMCall:
                 rec.utilization.record(utilization, mattrs)
         if usage is not None or total_cost is not None:
             rec.counters.add(mattrs, usage, total_cost)
+
+    def _notify_end(
+        self,
+        res: CallResult,
+        usage: TokenUsage | None,
+        cost: float | None,
+        error: bool,
+        end_ns: int,
+        utilization: float | None,
+    ) -> None:
+        start_ns = self.start_ns
+        if self.req.stream:
+            first = start_ns + int((self.t_first - self.t0) * 1e9) if self.chunks else None
+        else:
+            first = None if error else end_ns
+        attrs = self._attrs
+        model = res.response_model or attrs.get(sc.REQUEST_MODEL) or "unknown"
+        ended = EndedCall(
+            str(model),
+            usage,
+            cost,
+            error,
+            start_ns,
+            end_ns,
+            first,
+            utilization,
+            attrs.get(sc.AGENT_NAME),
+            attrs.get(sc.SESSION_ID) or attrs.get(sc.CONVERSATION_ID),
+            attrs,
+        )
+        for listener, state in self._listened:
+            try:
+                listener.call_ended(ended, state)
+            except Exception as exc:
+                report("recorder.call_ended", exc)
