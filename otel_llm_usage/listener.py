@@ -34,10 +34,15 @@ class EndedCall:
     attributes: Mapping[str, Any]  # the attributes the call started with (for metric attributes)
 
 
+class CallRefused(RuntimeError):
+    """Raised by a listener's `call_starting` to refuse a call (e.g. `BudgetExceeded`): the one
+    exception that reaches the caller; any other is logged and ignored."""
+
+
 class CallListener(Protocol):
     def call_starting(self, req: CallRequest, attributes: dict[str, Any], check_budgets: bool) -> object:
         """Called before a span or request exists. May add to `attributes`; may raise
-        `BudgetExceeded` (only when `check_budgets`) to refuse the call. The value returned is
+        `CallRefused` (only when `check_budgets`) to refuse the call. The value returned is
         handed back to `call_ended` for this call."""
         ...
 

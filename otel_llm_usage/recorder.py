@@ -18,10 +18,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import semconv as sc
 from ._guard import report
-from .budgets import BudgetExceeded
 from .context import current_attribution
 from .counters import CallCounters
-from .listener import CallListener, EndedCall
+from .listener import CallListener, CallRefused, EndedCall
 from .pricing import Cost, Pricer
 from .usage import TokenUsage
 from .version import INSTRUMENTATION_NAME, __version__
@@ -201,8 +200,8 @@ def _notify_start(
     for listener in listeners:
         try:
             out.append((listener, listener.call_starting(req, attrs, check_budgets)))
-        except BudgetExceeded:
-            raise  # the refusal of a budget: before any span or request
+        except CallRefused:
+            raise  # a spent budget: before any span or request
         except Exception as exc:
             report("recorder.call_starting", exc)
     return tuple(out)

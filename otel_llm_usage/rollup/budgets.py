@@ -11,6 +11,7 @@ from typing import Any, Literal
 from opentelemetry import trace
 
 from .._guard import report
+from ..listener import CallRefused
 from ..semconv import (
     BUDGET_ACTION,
     BUDGET_EXCEEDED_EVENT,
@@ -47,7 +48,7 @@ class Budget:
             raise ValueError(f"action must be 'warn' or 'raise', not {self.action!r}")
 
 
-class BudgetExceeded(RuntimeError):
+class BudgetExceeded(CallRefused):
     """Raised from an LLM call, before its request is sent, once its scope has spent its limit."""
 
     def __init__(self, scope: str, key: str | None, limit_usd: float, spent_usd: float) -> None:

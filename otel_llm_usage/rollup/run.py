@@ -92,6 +92,11 @@ class Run:
         """The run's span while the run is open."""
         return self._span
 
+    @property
+    def start_ns(self) -> int:
+        """When the run started, wall clock."""
+        return self._t0_ns
+
     def elapsed(self) -> float:
         """Seconds since the run started."""
         return time.perf_counter() - self._t0
