@@ -53,7 +53,8 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     recorder: Recorder | None = None
     options: Options | None = None
     rollup: Rollup | None = None
-    _patched: tuple[tuple[Any, str, Any], ...] = ()
+    # (owner, method, original, our wrapper) of every method patched
+    _patched: tuple[tuple[Any, str, Any, Any], ...] = ()
     _generation = 0
 
     def instrumentation_dependencies(self) -> Collection[str]:
@@ -114,13 +115,20 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 report(f"instrument {module_name}.{attr} (not found)", LookupError(attr))
                 continue
             wrapt.wrap_function_wrapper(owner, method, wrapper)
-            patched.append((owner, method, original))
+            patched.append((owner, method, original, owner.__dict__.get(method)))
         self._patched = tuple(patched)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         self._generation += 1  # import hooks registered before now do nothing
-        for owner, method, original in reversed(self._patched):
-            setattr(owner, method, original)
+        for owner, method, original, ours in reversed(self._patched):
+            if owner.__dict__.get(method) is ours:
+                setattr(owner, method, original)
+            else:  # wrapped again since, by another instrumentation: removing ours would drop theirs
+                log.warning(
+                    "otel-llm-usage: %s.%s was wrapped again after instrument(); left in place",
+                    getattr(owner, "__qualname__", owner),
+                    method,
+                )
         self._patched = ()
         active.install(None)
         if self.rollup is not None and self.recorder is not None:

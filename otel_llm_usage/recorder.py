@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +18,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import semconv as sc
 from ._guard import report
+from .call_metrics import CallInstruments
 from .context import current_attribution
-from .counters import CallCounters
 from .listener import CallListener, CallRefused, EndedCall
 from .pricing import Cost, Pricer
 from .usage import TokenUsage
@@ -84,62 +84,14 @@ class Recorder:
         self.pricer = pricer
         self.settings = settings
         self.listeners: tuple[CallListener, ...] = ()
-        self.token_usage = meter.create_histogram(
-            sc.METRIC_TOKEN_USAGE, sc.UNIT_TOKEN, "Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
-        )  # fmt: skip
-        self.duration = meter.create_histogram(
-            sc.METRIC_OPERATION_DURATION, sc.UNIT_SECONDS, "GenAI operation duration.",
-            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
-        )  # fmt: skip
-        self.ttfc = meter.create_histogram(
-            sc.METRIC_TIME_TO_FIRST_CHUNK, sc.UNIT_SECONDS,
-            "Time from the start of a streamed call to the first chunk delivered to the caller.",
-            explicit_bucket_boundaries_advisory=list(sc.TIME_TO_FIRST_CHUNK_BUCKETS),
-        )  # fmt: skip
-        self.tpoc = meter.create_histogram(
-            sc.METRIC_TIME_PER_OUTPUT_CHUNK, sc.UNIT_SECONDS,
-            "Mean time between consecutive chunks of a streamed call, after the first.",
-            explicit_bucket_boundaries_advisory=list(sc.TIME_PER_CHUNK_BUCKETS),
-        )  # fmt: skip
-        self.utilization = meter.create_histogram(
-            sc.METRIC_CONTEXT_UTILIZATION, "1", "Input tokens as a share of the model's context window.",
-            explicit_bucket_boundaries_advisory=list(sc.UTILIZATION_BUCKETS),
-        )  # fmt: skip
-        self.counters = CallCounters()
-        meter.create_observable_counter(
-            sc.METRIC_TOKENS, [self._observe_tokens], sc.UNIT_TOKEN, "Tokens by disjoint bucket."
-        )
-        meter.create_observable_counter(
-            sc.METRIC_COST, [self._observe_cost], sc.UNIT_USD, "Cost of LLM calls in US dollars."
-        )
-        meter.create_observable_counter(
-            sc.METRIC_UNPRICED,
-            [self._observe_unpriced],
-            sc.UNIT_REQUEST,
-            "LLM calls with usage but no known price.",
-        )
-
-    def _observe_tokens(self, options: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
-        for s in self.counters.series():
-            attrs = s.attributes
-            yield metrics.Observation(s.input, {**attrs, sc.LLM_TOKEN_TYPE: "input"})
-            yield metrics.Observation(s.output, {**attrs, sc.LLM_TOKEN_TYPE: "output"})
-            yield metrics.Observation(s.cache_read, {**attrs, sc.LLM_TOKEN_TYPE: "cache_read"})
-            if s.cache_write:
-                yield metrics.Observation(s.cache_write, {**attrs, sc.LLM_TOKEN_TYPE: "cache_write"})
-            if s.reasoning:
-                yield metrics.Observation(s.reasoning, {**attrs, sc.LLM_TOKEN_TYPE: "reasoning"})
-
-    def _observe_cost(self, options: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
-        for s in self.counters.series():
-            if s.cost is not None:
-                yield metrics.Observation(s.cost, s.attributes)
-
-    def _observe_unpriced(self, options: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
-        for s in self.counters.series():
-            if s.unpriced:
-                yield metrics.Observation(s.unpriced, s.attributes)
+        m = CallInstruments(meter, meter_provider)
+        # Held here as plain attributes: `LLMCall._finish` reads them on every call.
+        self.token_usage = m.token_usage
+        self.duration = m.duration
+        self.ttfc = m.ttfc
+        self.tpoc = m.tpoc
+        self.utilization = m.utilization
+        self.counters = m.counters
 
     def add_listener(self, listener: CallListener) -> None:
         self.listeners = (*self.listeners, listener)
@@ -181,7 +133,11 @@ class Recorder:
             attrs[sc.INPUT_MESSAGES] = _truncate_json(req.input_messages, self.settings.max_content_length)
         name = f"{req.operation} {req.model}" if req.model else req.operation
         start_ns = start_time_ns if start_time_ns is not None else time.time_ns()
-        span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, start_time=start_ns)
+        try:
+            span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, start_time=start_ns)
+        except Exception as exc:  # a user's sampler or span processor: the call still counts
+            report("recorder.start_span", exc)
+            span = trace.INVALID_SPAN
         metric_attrs: dict[str, Any] = {sc.OPERATION_NAME: req.operation, sc.PROVIDER_NAME: req.provider}
         if req.model:
             metric_attrs[sc.REQUEST_MODEL] = req.model

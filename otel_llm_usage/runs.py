@@ -76,6 +76,17 @@ def _own_entry(
     return entry
 
 
+def _restore(token: Token[Attribution], ctx_token: object) -> None:
+    """Undo a block's entry. Left in another context than it was entered in (an async generator
+    finalised elsewhere, a generator closed by another task), neither value can be reset there:
+    nothing is raised, as plain OpenTelemetry raises nothing for its spans."""
+    try:
+        current_attribution.reset(token)
+    except ValueError:
+        return
+    otel_context.detach(ctx_token)  # type: ignore[arg-type]
+
+
 class SessionBlock:
     """What `session()` returns: a context manager (sync or async) that yields the session id."""
 
@@ -112,10 +123,7 @@ class SessionBlock:
     ) -> None:
         entry = _own_entry(self._tokens, current_attribution.get_local())
         _, token, ctx_token = entry
-        try:
-            otel_context.detach(ctx_token)  # type: ignore[arg-type]
-        finally:
-            current_attribution.reset(token)
+        _restore(token, ctx_token)
 
     async def __aenter__(self) -> str:
         return self.__enter__()
@@ -235,9 +243,14 @@ class RunBlock:
                 parent = rollup.current_run()
             except Exception as exc:
                 report("runs.run", exc)
-        span = _tracer().start_span(
-            f"{sc.OP_INVOKE_AGENT} {name}", context=ctx, kind=SpanKind.INTERNAL, attributes=span_attrs
-        )
+        span: trace.Span
+        try:
+            span = _tracer().start_span(
+                f"{sc.OP_INVOKE_AGENT} {name}", context=ctx, kind=SpanKind.INTERNAL, attributes=span_attrs
+            )
+        except Exception as exc:  # a user's sampler or span processor: the run goes on without a span
+            report("runs.run_span", exc)
+            span = trace.INVALID_SPAN
         if rollup is not None:
             try:
                 run = rollup.begin_run(
@@ -256,7 +269,9 @@ class RunBlock:
             run = Run(name, agent, run_id=run_id, session_id=session_id, parent=parent, span=span, owned=True)
         attribution = Attribution(session_id, user_id, agent, attributes, run)
         token = current_attribution.set(attribution)
-        ctx_token = otel_context.attach(trace.set_span_in_context(span, ctx))
+        if span is not trace.INVALID_SPAN:
+            ctx = trace.set_span_in_context(span, ctx)
+        ctx_token = otel_context.attach(ctx)
         self._states.append(_RunState(run, span, rollup, attribution, token, ctx_token))
         return run
 
@@ -268,19 +283,22 @@ class RunBlock:
         state = next((st for st in reversed(states) if st.attribution is current), states[-1])
         states.remove(state)
         span = state.span
+        _restore(state.token, state.ctx_token)
         try:
-            otel_context.detach(state.ctx_token)  # type: ignore[arg-type]
-        finally:
-            current_attribution.reset(state.token)
-        if exc is not None and span.is_recording():
-            etype = type(exc).__qualname__
-            span.set_attribute(sc.ERROR_TYPE, etype)
-            span.set_status(Status(StatusCode.ERROR, str(exc)[:256] or etype))
+            if exc is not None and span.is_recording():
+                etype = type(exc).__qualname__
+                span.set_attribute(sc.ERROR_TYPE, etype)
+                span.set_status(Status(StatusCode.ERROR, str(exc)[:256] or etype))
+        except Exception as inner:
+            report("runs.run_error", inner)
         if state.rollup is not None:
             state.rollup.end_run(state.run, span)
         else:
             state.run.close()
-        span.end()
+        try:
+            span.end()
+        except Exception as inner:  # a user's span processor
+            report("runs.run_span_end", inner)
 
     async def __aenter__(self) -> Run:
         return self.__enter__()

@@ -46,8 +46,10 @@ class RollupProcessor(SpanProcessor):
         if rollup is None or not rollup.enabled:
             return
         try:
+            # Forgotten here rather than in `on_end`, which a user's processor before this one
+            # can keep from being called by raising.
             sid = span.get_span_context().span_id
-            run = rollup.spans.get(sid)
+            run = rollup.spans.pop(sid, None)
             if run is None or run.span_id != sid or run.owned or run.closed:
                 return
             start, end = span.start_time, span.end_time
