@@ -9,17 +9,15 @@ a listener; nothing reads a call's numbers back from span attributes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from .recorder import CallRequest
     from .usage import TokenUsage
 
 
-@dataclass(frozen=True, slots=True)
-class EndedCall:
-    """One finished LLM call, as the recorder measured and priced it."""
+class EndedCall(NamedTuple):
+    """One finished LLM call, as the recorder measured and priced it (a tuple: cheap to make)."""
 
     model: str  # the response's model, else the requested one, else "unknown"
     usage: TokenUsage | None  # None when the provider reported no usage

@@ -126,9 +126,16 @@ class Recorder:
             attrs[sc.AGENT_NAME] = attribution.agent
         if attribution.attributes:
             attrs.update(attribution.attributes)
-        listened: tuple[tuple[CallListener, object], ...] = ()
+        listened: list[tuple[CallListener, object]] | None = None
         if self.listeners:
-            listened = _notify_start(self.listeners, req, attrs, check_budgets)
+            listened = []
+            for listener in self.listeners:
+                try:
+                    listened.append((listener, listener.call_starting(req, attrs, check_budgets)))
+                except CallRefused:
+                    raise  # a spent budget: before any span or request
+                except Exception as exc:
+                    report("recorder.call_starting", exc)
         if self.settings.capture_content and req.input_messages is not None:
             attrs[sc.INPUT_MESSAGES] = _truncate_json(req.input_messages, self.settings.max_content_length)
         name = f"{req.operation} {req.model}" if req.model else req.operation
@@ -147,20 +154,6 @@ class Recorder:
             if key in attrs:
                 metric_attrs[key] = attrs[key]
         return LLMCall(self, req, span, metric_attrs, start_ns, attrs, listened)
-
-
-def _notify_start(
-    listeners: tuple[CallListener, ...], req: CallRequest, attrs: dict[str, Any], check_budgets: bool
-) -> tuple[tuple[CallListener, object], ...]:
-    out = []
-    for listener in listeners:
-        try:
-            out.append((listener, listener.call_starting(req, attrs, check_budgets)))
-        except CallRefused:
-            raise  # a spent budget: before any span or request
-        except Exception as exc:
-            report("recorder.call_starting", exc)
-    return tuple(out)
 
 
 class LLMCall:
@@ -192,7 +185,7 @@ class LLMCall:
         metric_attrs: dict[str, Any],
         start_ns: int,
         attrs: dict[str, Any],
-        listened: tuple[tuple[CallListener, object], ...],
+        listened: list[tuple[CallListener, object]] | None,
     ) -> None:
         self._rec = rec
         self.req = req
@@ -384,7 +377,7 @@ class LLMCall:
             attrs.get(sc.SESSION_ID) or attrs.get(sc.CONVERSATION_ID),
             attrs,
         )
-        for listener, state in self._listened:
+        for listener, state in self._listened or ():
             try:
                 listener.call_ended(ended, state)
             except Exception as exc:

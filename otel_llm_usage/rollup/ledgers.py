@@ -84,7 +84,10 @@ class Rollup:
             return None
         run: Run | None = None
         try:
-            run = self.current_run()
+            # `current_run()`, inlined: this runs on every call
+            sid = trace.get_current_span().get_span_context().span_id
+            entry = self.spans.get(sid, MISSING) if sid else MISSING
+            run = entry if entry is not MISSING else current_attribution.get_local().run  # type: ignore[assignment]
             if run is not None:
                 _annotate(attributes, run)
         except Exception as exc:
@@ -103,50 +106,47 @@ class Rollup:
         return run
 
     def call_ended(self, call: EndedCall, state: object) -> None:
+        """Add one finished LLM call to its runs (`state`), session, agent and the process."""
         if not self.enabled:
             return
         try:
-            self.account(call, state if isinstance(state, Run) else None)
+            run: Run | None = state  # type: ignore[assignment]
+            model, tokens, cost, error, start_ns, end_ns, first_ns, util, agent, sid, attrs = call
+            session_id = str(sid) if sid else None
+            interval: tuple[int, int, int | None] | None = None
+            if run is not None:
+                if end_ns >= start_ns:
+                    interval = (start_ns, end_ns, first_ns)
+                if agent is None and run.kind == RUN:
+                    agent = run.agent
+                if session_id is None:
+                    session_id = run.session_id
+                elif run.kind == ROOT and run.session_id is None:
+                    run.session_id = session_id
+            late: Run | None = None
+            r = run
+            while r is not None:
+                if not r.add_call(model, tokens, cost, error, interval, util):
+                    late = late or r
+                r = r.parent
+            self.process.add_call(model, tokens, cost, error)
+            if isinstance(agent, str) and agent:
+                self._agent_usage(agent).add_call(model, tokens, cost, error)
+            if session_id:
+                self.sessions.update(
+                    session_id,
+                    lambda: self.session_metric_attrs(attrs),
+                    lambda s: s.usage.add_call(model, tokens, cost, error),
+                )
+            if late is not None:
+                self.metrics.late_call(late.agent)
+            if self.budgets.active:
+                try:
+                    self.budgets.check_crossings(run, session_id)
+                except Exception as exc:
+                    report("rollup.budget_check", exc)
         except Exception as exc:
             report("rollup.call_ended", exc)
-
-    def account(self, call: EndedCall, run: Run | None) -> None:
-        """Add one finished LLM call to its runs, session, agent and the process."""
-        model, tokens, cost, error = call.model, call.usage, call.cost_usd, call.error
-        agent = call.agent
-        session_id = str(call.session_id) if call.session_id else None
-        interval: tuple[int, int, int | None] | None = None
-        if run is not None:
-            if call.end_ns >= call.start_ns:
-                interval = (call.start_ns, call.end_ns, call.first_output_ns)
-            if agent is None and run.kind == RUN:
-                agent = run.agent
-            if session_id is None:
-                session_id = run.session_id
-            elif run.kind == ROOT and run.session_id is None:
-                run.session_id = session_id
-        late: Run | None = None
-        r = run
-        while r is not None:
-            if not r.add_call(model, tokens, cost, error, interval, call.context_utilization):
-                late = late or r
-            r = r.parent
-        self.process.add_call(model, tokens, cost, error)
-        if isinstance(agent, str) and agent:
-            self._agent_usage(agent).add_call(model, tokens, cost, error)
-        if session_id:
-            self.sessions.update(
-                session_id,
-                lambda: self.session_metric_attrs(call.attributes),
-                lambda s: s.usage.add_call(model, tokens, cost, error),
-            )
-        if late is not None:
-            self.metrics.late_call(late.agent)
-        if self.budgets.active:
-            try:
-                self.budgets.check_crossings(run, session_id)
-            except Exception as exc:
-                report("rollup.budget_check", exc)
 
     def _agent_usage(self, agent: str) -> Usage:
         u = self._agents.get(agent)
