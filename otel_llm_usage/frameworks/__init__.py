@@ -1,7 +1,7 @@
 """Run and session spans for agent frameworks.
 
 Each module here patches one framework's run entry points so that every run becomes a run span
-(`invoke_agent {name}`, made by `runs.run`, so the rollup processor totals it) and the
+(`invoke_agent {name}`, made by `runs.run`, so the rollup totals it) and the
 framework's conversation id names its session. The LLM calls inside are recorded by the provider
 hooks (openai, anthropic) as everywhere else; these modules never record a call, so no call is
 counted twice however the framework reaches the model.
