@@ -165,7 +165,7 @@ def _tracer() -> trace.Tracer:
     inst = active.current()
     if inst is not None:
         return inst.recorder.tracer
-    return trace.get_tracer(INSTRUMENTATION_NAME, __version__)
+    return trace.get_tracer(INSTRUMENTATION_NAME, __version__, schema_url=sc.SCHEMA_URL)
 
 
 class _RunState:

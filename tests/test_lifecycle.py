@@ -20,9 +20,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
 import otel_llm_usage
+from emulators import Reply
 from otel_llm_usage import semconv as sc
 from otel_llm_usage._guard import reported_sites
-from otel_llm_usage.emulator import Reply
 from otel_llm_usage.rollup import RollupProcessor
 from otel_llm_usage.runs import current_run, run, session, usage_summary
 from tests.conftest import Telemetry

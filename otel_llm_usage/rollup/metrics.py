@@ -15,7 +15,7 @@ from .sessions import SessionLedger
 
 class RollupMetrics:
     def __init__(self, meter_provider: metrics.MeterProvider | None) -> None:
-        meter = metrics.get_meter(INSTRUMENTATION_NAME, __version__, meter_provider=meter_provider)
+        meter = metrics.get_meter(INSTRUMENTATION_NAME, __version__, meter_provider, schema_url=sc.SCHEMA_URL)
         count = list(sc.COUNT_BUCKETS)
         self._run_cost = meter.create_histogram(
             sc.METRIC_RUN_COST, sc.UNIT_USD, "Cost of the LLM calls of one run.",
