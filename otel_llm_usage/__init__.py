@@ -10,7 +10,7 @@ from .manual import ManualCall, record_call
 from .pricing import ModelPrice
 from .repricing import reload_prices, set_prices
 from .rollup import Run
-from .scopes import close_session, current_run, run, session, session_usage, usage_summary
+from .runs import close_session, current_run, run, session, session_usage, usage_summary
 from .summary import UsageRow, UsageSummary
 from .usage import TokenUsage, Usage
 from .version import __version__

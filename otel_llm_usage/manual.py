@@ -140,7 +140,7 @@ class ManualCall:
         self._usage: TokenUsage | None = None
         self._response_model: str | None = None
         self._call: LLMCall | None = None
-        self._scope_token: Any = None
+        self._agent_token: Any = None
 
     def set_usage(
         self,
@@ -168,7 +168,7 @@ class ManualCall:
         except BaseException:
             _exit_agent(token)  # refused (a budget): __exit__ will not run, so leave nothing set
             raise
-        self._scope_token = token
+        self._agent_token = token
         return self
 
     def __exit__(
@@ -186,7 +186,7 @@ class ManualCall:
             else:
                 call.finish(result)
         finally:
-            token, self._scope_token = self._scope_token, None
+            token, self._agent_token = self._agent_token, None
             _exit_agent(token)
 
 
@@ -202,16 +202,16 @@ def _enter_agent(agent: str | None) -> Any:
         return None
     from dataclasses import replace
 
-    from .context import current_scope
+    from .context import current_attribution
 
-    return current_scope.set(replace(current_scope.get(), agent=agent))
+    return current_attribution.set(replace(current_attribution.get(), agent=agent))
 
 
 def _exit_agent(token: Any) -> None:
     if token is not None:
-        from .context import current_scope
+        from .context import current_attribution
 
-        current_scope.reset(token)
+        current_attribution.reset(token)
 
 
 @overload

@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .instrumentor import active_instrumentor
+from . import active
 from .pricing import ModelPrice, Pricer, validate_prices
 
 
 def _pricer(what: str) -> Pricer:
-    inst = active_instrumentor()
-    if inst is None or inst.recorder is None:
+    installation = active.current()
+    if installation is None:
         raise RuntimeError(f"{what} needs otel_llm_usage.instrument() to have been called")
-    return inst.recorder.pricer
+    return installation.recorder.pricer
 
 
 def set_prices(prices: Mapping[str, ModelPrice | Mapping[str, Any]], *, replace: bool = False) -> None:

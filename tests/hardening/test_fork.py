@@ -27,9 +27,8 @@ def run_script(script: str, timeout: float = 240.0) -> str:
 
 def test_forking_while_threads_record_never_hangs_a_child() -> None:
     # No SDK providers: the children exercise the package's own locks (pricer, counters, ledgers,
-    # the once-per-site log), not the SDK's aggregation locks, which the SDK does not reset. Calls
-    # carry no agent, run or session: the rollup's agent, run, session and budget locks are not
-    # reinitialised in a child yet.
+    # runs, sessions, the once-per-site log), not the SDK's aggregation locks, which the SDK does
+    # not reset.
     out = run_script(
         """
         import faulthandler, os, threading, time
@@ -46,7 +45,11 @@ def test_forking_while_threads_record_never_hangs_a_child() -> None:
                 otel_llm_usage.record_call(
                     model=f"house-{worker}-{i % 500}", provider="openai", input_tokens=3, output_tokens=2
                 )
-                otel_llm_usage.record_call(model="gpt-4o", provider="openai", input_tokens=3, output_tokens=2)
+                # runs, sessions and agents: the rollup's run, session and agent tables
+                with otel_llm_usage.session(f"s{worker}-{i % 50}"), otel_llm_usage.run(f"agent-{worker}"):
+                    otel_llm_usage.record_call(
+                        model="gpt-4o", provider="openai", input_tokens=3, output_tokens=2, agent=f"a{worker}"
+                    )
 
         threads = [threading.Thread(target=record, args=(w,)) for w in range(4)]
         for t in threads:
@@ -59,9 +62,10 @@ def test_forking_while_threads_record_never_hangs_a_child() -> None:
                 try:
                     faulthandler.dump_traceback_later(20.0)  # where a hung child waits, on stderr
                     before = otel_llm_usage.usage_summary().total.requests
-                    otel_llm_usage.record_call(
-                        model="gpt-4o", provider="openai", input_tokens=1, output_tokens=1
-                    )
+                    with otel_llm_usage.session("child"), otel_llm_usage.run("child-agent"):
+                        otel_llm_usage.record_call(
+                            model="gpt-4o", provider="openai", input_tokens=1, output_tokens=1, agent="c"
+                        )
                     ok = otel_llm_usage.usage_summary().total.requests == before + 1
                 finally:
                     os._exit(0 if ok else 1)

@@ -8,7 +8,7 @@ import pytest
 
 import otel_llm_usage
 from otel_llm_usage import Budget, BudgetExceeded
-from otel_llm_usage.context import current_scope
+from otel_llm_usage.context import current_attribution
 from otel_llm_usage.usage import MAX_TOKEN_COUNT
 
 BASE = {"model": "gpt-4o", "provider": "openai", "input_tokens": 10, "output_tokens": 4}
@@ -60,13 +60,13 @@ def test_the_ceiling_itself_and_user_attributes_are_accepted(telemetry: Any) -> 
 def test_a_refused_record_call_leaves_no_agent_set(instrument_with: Any) -> None:
     telemetry = instrument_with(budgets=[Budget(0.0, scope="process", action="raise")])
     otel_llm_usage.record_call(**{**BASE, "cost_usd": 0.01})  # spends past the $0 limit
-    before = current_scope.get()
+    before = current_attribution.get()
     with (
         pytest.raises(BudgetExceeded),
         otel_llm_usage.record_call(model="gpt-4o", provider="openai", agent="intruder"),
     ):
         pass  # pragma: no cover - refused in __enter__
-    assert current_scope.get() == before and current_scope.get().agent is None
+    assert current_attribution.get() == before and current_attribution.get().agent is None
     otel_llm_usage.record_call(**BASE)  # recorded without budget checks, and not as "intruder"
     last = max(telemetry.llm_spans(), key=lambda s: s.start_time or 0)
     assert "gen_ai.agent.name" not in (last.attributes or {})
