@@ -11,9 +11,8 @@ from __future__ import annotations
 from time import perf_counter
 from typing import Any, Protocol
 
-import wrapt
-
 from ._guard import report
+from ._proxy import ObjectProxy
 from .recorder import CallResult, LLMCall
 
 
@@ -40,7 +39,7 @@ def _end(call: LLMCall, acc: Accumulator, exhausted: bool) -> None:
         call.finish(_result(acc), incomplete=not (exhausted or acc.complete))
 
 
-class _ResponseProxy(wrapt.ObjectProxy[Any]):
+class _ResponseProxy(ObjectProxy):
     """The HTTP response of a stream: closing it (as SDK helpers do) ends the call."""
 
     def __init__(self, wrapped: Any, call: LLMCall, acc: Accumulator) -> None:
@@ -61,7 +60,7 @@ class _ResponseProxy(wrapt.ObjectProxy[Any]):
             _end(self._self_call, self._self_acc, False)
 
 
-class SyncStreamProxy(wrapt.ObjectProxy[Any]):
+class SyncStreamProxy(ObjectProxy):
     def __init__(self, wrapped: Any, call: LLMCall, acc: Accumulator) -> None:
         super().__init__(wrapped)
         self._self_call = call
@@ -126,7 +125,7 @@ class SyncStreamProxy(wrapt.ObjectProxy[Any]):
             pass
 
 
-class AsyncStreamProxy(wrapt.ObjectProxy[Any]):
+class AsyncStreamProxy(ObjectProxy):
     def __init__(self, wrapped: Any, call: LLMCall, acc: Accumulator) -> None:
         super().__init__(wrapped)
         self._self_call = call

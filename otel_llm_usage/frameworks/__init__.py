@@ -26,11 +26,11 @@ from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any, Protocol, TypeGuard, TypeVar
 
-import wrapt
 from opentelemetry.trace import Status, StatusCode
 
 from .. import semconv as sc
 from .._guard import report
+from .._proxy import ObjectProxy
 from ..rollup import Run
 
 __all__ = [
@@ -238,7 +238,7 @@ class _InContext:
                 error, value = exc, None
 
 
-class SyncRunStream(wrapt.ObjectProxy[Any]):
+class SyncRunStream(ObjectProxy):
     """A framework's event iterator whose run ends when it is exhausted, fails, is closed or dropped.
 
     `observe(entry, item)` sees every item the caller gets.
@@ -299,7 +299,7 @@ class SyncRunStream(wrapt.ObjectProxy[Any]):
             pass
 
 
-class AsyncRunStream(wrapt.ObjectProxy[Any]):
+class AsyncRunStream(ObjectProxy):
     """An async event iterator whose run ends when it is exhausted, fails, is closed or dropped."""
 
     def __init__(self, wrapped: Any, detached: DetachedRun, observe: Observe | None = None) -> None:

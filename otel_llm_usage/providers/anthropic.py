@@ -19,10 +19,9 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import wrapt
-
 from .. import semconv as sc
 from .._guard import report
+from .._proxy import ObjectProxy
 from ..config import Options
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..streams import AsyncStreamProxy, SyncStreamProxy
@@ -375,7 +374,7 @@ class AnthropicHooks(CallHooks):
             call.finish(None, incomplete=True)
 
 
-class _RawResponseProxy(wrapt.ObjectProxy[Any]):
+class _RawResponseProxy(ObjectProxy):
     """`with_streaming_response` (and streamed `with_raw_response`): finish on parse, read or close."""
 
     def __init__(self, wrapped: Any, call: LLMCall, hooks: AnthropicHooks) -> None:

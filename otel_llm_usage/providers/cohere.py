@@ -42,10 +42,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import wrapt
-
 from .. import semconv as sc
 from .._guard import report
+from .._proxy import ObjectProxy
 from ..budgets import BudgetExceeded
 from ..config import Options
 from ..context import in_llm_call
@@ -343,7 +342,7 @@ def _end(call: LLMCall | None, acc: ChatStreamAccumulator | None) -> None:
     call.finish(result, incomplete=not (acc is not None and acc.complete))
 
 
-class _StreamResponse(wrapt.ObjectProxy[Any]):
+class _StreamResponse(ObjectProxy):
     """The `HttpResponse` of a stream, whose `data` is the instrumented event iterator."""
 
     def __init__(self, wrapped: Any, events: Any) -> None:
@@ -355,7 +354,7 @@ class _StreamResponse(wrapt.ObjectProxy[Any]):
         return self._self_events
 
 
-class _ManagerProxy(wrapt.ObjectProxy[Any]):
+class _ManagerProxy(ObjectProxy):
     """What the stream managers below hold: the call is started and sent when one is entered."""
 
     def __init__(self, wrapped: Any, hooks: ChatStreamHooks, raw_client: Any, kwargs: Kwargs) -> None:

@@ -19,10 +19,9 @@ from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
-import wrapt
-
 from .. import semconv as sc
 from .._guard import report
+from .._proxy import ObjectProxy
 from ..budgets import BudgetExceeded
 from ..config import Options
 from ..context import in_llm_call
@@ -587,7 +586,7 @@ class _AsyncRequest:
             pass
 
 
-class _SyncStream(wrapt.ObjectProxy[Any]):
+class _SyncStream(ObjectProxy):
     """The generator `generate_content_stream` returned; ends its requests when it ends."""
 
     def __init__(self, wrapped: Any) -> None:
@@ -634,7 +633,7 @@ class _SyncStream(wrapt.ObjectProxy[Any]):
             pass
 
 
-class _AsyncStream(wrapt.ObjectProxy[Any]):
+class _AsyncStream(ObjectProxy):
     """The async generator `generate_content_stream` returned; ends its requests when it ends."""
 
     def __init__(self, wrapped: Any) -> None:

@@ -17,10 +17,9 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-import wrapt
-
 from .. import semconv as sc
 from .._guard import report
+from .._proxy import ObjectProxy
 from ..config import Options
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..streams import AsyncStreamProxy, SyncStreamProxy
@@ -478,7 +477,7 @@ class OpenAIHooks(CallHooks):
             call.finish(None, incomplete=True)
 
 
-class _RawResponseProxy(wrapt.ObjectProxy[Any]):
+class _RawResponseProxy(ObjectProxy):
     """`with_raw_response` (streamed) and `with_streaming_response`: finish on parse, else on close
     (from the body if the caller read it) or garbage collection."""
 
