@@ -11,6 +11,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import Any, Protocol
 
+from ._finalise import arm, finalise
 from ._guard import report
 from ._proxy import ObjectProxy
 from .recorder import CallResult, LLMCall
@@ -65,6 +66,7 @@ class SyncStreamProxy(ObjectProxy):
         super().__init__(wrapped)
         self._self_call = call
         self._self_acc = acc
+        arm()
         self._self_next: Any = None
 
     def __iter__(self) -> SyncStreamProxy:
@@ -120,7 +122,7 @@ class SyncStreamProxy(ObjectProxy):
 
     def __del__(self) -> None:
         try:
-            _end(self._self_call, self._self_acc, False)
+            finalise(_end, self._self_call, self._self_acc, False)
         except Exception:
             pass
 
@@ -130,6 +132,7 @@ class AsyncStreamProxy(ObjectProxy):
         super().__init__(wrapped)
         self._self_call = call
         self._self_acc = acc
+        arm()
 
     def __aiter__(self) -> AsyncStreamProxy:
         return self
@@ -186,6 +189,6 @@ class AsyncStreamProxy(ObjectProxy):
 
     def __del__(self) -> None:
         try:
-            _end(self._self_call, self._self_acc, False)
+            finalise(_end, self._self_call, self._self_acc, False)
         except Exception:
             pass

@@ -29,6 +29,7 @@ from typing import Any, Protocol, TypeGuard, TypeVar
 from opentelemetry.trace import Status, StatusCode
 
 from .. import semconv as sc
+from .._finalise import arm, finalise
 from .._guard import report
 from .._proxy import ObjectProxy
 from ..rollup import Run
@@ -238,6 +239,15 @@ class _InContext:
                 error, value = exc, None
 
 
+def _close_run(detached: DetachedRun, close: Callable[[], Any] | None) -> None:
+    try:
+        # The generator's own clean-up runs in the run's context, as its body did.
+        if close is not None:
+            detached.call(close)
+    finally:
+        detached.end(None)
+
+
 class SyncRunStream(ObjectProxy):
     """A framework's event iterator whose run ends when it is exhausted, fails, is closed or dropped.
 
@@ -248,6 +258,7 @@ class SyncRunStream(ObjectProxy):
         super().__init__(wrapped)
         self._self_run = detached
         self._self_observe = observe
+        arm()
 
     def __iter__(self) -> SyncRunStream:
         return self
@@ -285,16 +296,8 @@ class SyncRunStream(ObjectProxy):
 
     def __del__(self) -> None:
         try:
-            detached = self._self_run
-            if detached.done:
-                return
-            try:
-                # The generator's own clean-up runs in the run's context, as its body did.
-                close = getattr(self.__wrapped__, "close", None)
-                if close is not None:
-                    detached.call(close)
-            finally:
-                detached.end(None)
+            if not self._self_run.done:
+                finalise(_close_run, self._self_run, getattr(self.__wrapped__, "close", None))
         except Exception:
             pass
 
@@ -306,6 +309,7 @@ class AsyncRunStream(ObjectProxy):
         super().__init__(wrapped)
         self._self_run = detached
         self._self_observe = observe
+        arm()
 
     def __aiter__(self) -> AsyncRunStream:
         return self
@@ -344,6 +348,6 @@ class AsyncRunStream(ObjectProxy):
     def __del__(self) -> None:
         # The event loop finalises the abandoned async generator itself; the run ends now.
         try:
-            self._self_run.end(None)
+            finalise(self._self_run.end, None)
         except Exception:
             pass
