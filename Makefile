@@ -34,7 +34,7 @@ $(VENV_OH)/.installed: pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "no Python 3.12 found: set PYTHON312=/path/to/python3.12" >&2; exit 1; }
 	$(PYTHON312) -m venv $(VENV_OH)
 	$(PY_OH) -m pip install $(PIP_FLAGS) --upgrade pip
-	$(PY_OH) -m pip install $(PIP_FLAGS) -e ".[test]" openhands-sdk
+	$(PY_OH) -m pip install $(PIP_FLAGS) -e ".[test]" "openhands-sdk>=1.58.2"
 	touch $@
 
 lint: $(VENV)/.installed

@@ -124,9 +124,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_stream_freed_by_the_cycle_collector_while_a_lock_is_held_never_blocks() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120
-    )
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "locks" in proc.stdout
     assert "Calling end() on an ended span" not in proc.stderr, proc.stderr

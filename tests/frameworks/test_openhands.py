@@ -11,7 +11,9 @@ conversation.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -109,6 +111,17 @@ def assert_usage_is_openhands(ours: Usage | Any, metrics: Any) -> None:
     assert ours.cache_read_tokens == tokens.cache_read_tokens
     assert ours.cost_usd == pytest.approx(metrics.accumulated_cost, rel=1e-12)
     assert ours.requests == len(metrics.costs)
+
+
+# The newest release verified here. `make test-openhands` installs `openhands-sdk>=` this, and this
+# test fails if an environment resolved to an older one (as it did while wrapt>=2 was required).
+OPENHANDS_FLOOR = (1, 58, 2)
+
+
+def test_the_current_openhands_sdk_is_installed() -> None:
+    installed = importlib.metadata.version("openhands-sdk")
+    numbers = tuple(int(part) for part in re.findall(r"\d+", installed)[:3])
+    assert numbers >= OPENHANDS_FLOOR, f"openhands-sdk {installed} is older than {OPENHANDS_FLOOR}"
 
 
 def test_laminar_tracing_is_off() -> None:
