@@ -6,9 +6,10 @@ framework's conversation id names its session. The LLM calls inside are recorded
 hooks (openai, anthropic) as everywhere else; these modules never record a call, so no call is
 counted twice however the framework reaches the model.
 
-A module is registered like a provider: it names the library it needs (`LIBRARY`) and builds its
-wrappers with `build_wrappers(recorder, options) -> {(module, "Class.method"): wrapper}`. Nothing
-here imports a framework; the instrumentor imports it only when it is installed.
+A module is registered like a provider (in `registry.FRAMEWORKS`): it names the library it needs
+(`LIBRARY`) and builds its wrappers with `build_wrappers(recorder, options) -> {(module,
+"Class.method"): wrapper}`. Nothing here imports a framework; the instrumentor imports it only when
+it is installed.
 
 Streamed runs outlive the call that starts them: the framework hands back an iterator (Agno) or a
 result fed by a background task (OpenAI Agents SDK), and the model is called while the caller
@@ -35,7 +36,6 @@ from .._proxy import ObjectProxy
 from ..rollup import Run
 
 __all__ = [
-    "FRAMEWORKS",
     "AsyncRunStream",
     "DetachedRun",
     "RunEntry",
@@ -46,12 +46,6 @@ __all__ = [
 ]
 
 # framework name -> our module for it (same contract as instrumentor.PROVIDERS).
-FRAMEWORKS: dict[str, str] = {
-    "openai_agents": "otel_llm_usage.frameworks.openai_agents",
-    "agno": "otel_llm_usage.frameworks.agno",
-    "openhands": "otel_llm_usage.frameworks.openhands",
-}
-
 T = TypeVar("T")
 
 

@@ -58,11 +58,15 @@ KNOWN_HOSTS = {
 }
 STREAM_USAGE_MODES = ("off", "known", "always")
 
+# gen_ai.provider.name -> the field under which its stream chunks carry usage when `usage` is
+# absent: Groq sends `x_groq.usage` in its last chunk whether or not the caller asked for usage,
+# so its streams have usage with the request unchanged, whichever SDK (groq's or openai's) reads them.
+VENDOR_STREAM_USAGE = {"groq": "x_groq"}
+
 # How a stream's chunks are read: chat/legacy chunks (optionally hiding the usage-only chunk we
 # asked for) or responses-API events.
 CHUNKS = "chunks"
 CHUNKS_HIDING_USAGE = "chunks_hiding_usage"
-X_GROQ_CHUNKS = "x_groq_chunks"  # Groq's chunks: usage under `x_groq`, whichever SDK calls it
 RESPONSES = "responses"
 
 
@@ -103,14 +107,17 @@ def _request_attributes(body: dict[str, Any]) -> dict[str, Any] | None:
 
 # id(client) -> (its base_url object, host, port, provider). The base_url object's identity tells
 # a reused id or a changed base_url apart; the bound keeps apps that make a client per request small.
-_endpoints: dict[int, tuple[Any, str, int, str]] = {}
+# Each set of hooks has its own, made with the `endpoints` option it reads.
+EndpointCache = dict[int, tuple[Any, str, int, str]]
 
 
-def _endpoint(client: Any, endpoints: dict[str, str], provider: str | None) -> tuple[str, int, str]:
+def _endpoint(
+    client: Any, endpoints: dict[str, str], provider: str | None, cache: EndpointCache
+) -> tuple[str, int, str]:
     # The field behind the `base_url` property: openai 3.x's property imports a module on every read,
     # which cost more than the rest of describing the request.
     url = getattr(client, "__dict__", {}).get("_base_url") or client.base_url
-    cached = _endpoints.get(id(client))
+    cached = cache.get(id(client))
     if cached is not None and cached[0] is url:
         return cached[1], cached[2], cached[3]
     host = url.host or ""
@@ -119,9 +126,9 @@ def _endpoint(client: Any, endpoints: dict[str, str], provider: str | None) -> t
         provider = provider_for_host(host, _is_azure(client), endpoints)
     else:
         provider = endpoints.get(host, provider)
-    if len(_endpoints) >= 256:
-        _endpoints.clear()
-    _endpoints[id(client)] = (url, host, port, provider)
+    if len(cache) >= 256:
+        cache.clear()
+    cache[id(client)] = (url, host, port, provider)
     return host, port, provider
 
 
@@ -132,6 +139,7 @@ def describe_request(
     endpoints: dict[str, str],
     operations: Mapping[str, str] = OPERATIONS,
     provider: str | None = None,
+    cache: EndpointCache | None = None,
 ) -> CallRequest | None:
     """The call a request makes, or None for a path not in `operations`.
 
@@ -143,7 +151,7 @@ def describe_request(
         return None
     body = options.json_data if isinstance(getattr(options, "json_data", None), dict) else {}
     model = body.get("model")
-    host, port, provider = _endpoint(client, endpoints, provider)
+    host, port, provider = _endpoint(client, endpoints, provider, {} if cache is None else cache)
     stream = body.get("stream") is True
     req = CallRequest(
         operation=operation,
@@ -257,16 +265,33 @@ def result_from(response: Any, capture_content: bool = False) -> CallResult:
     )
 
 
+def stream_usage_of(chunk: Any, vendor_field: str | None = None) -> Any:
+    """The usage a stream chunk carries: `usage`, else (if given) `<vendor_field>.usage`.
+
+    Groq sends both in its last chunk, with the same counts, when usage was asked for: one is read.
+    """
+    usage = get(chunk, "usage")
+    if usage is None and vendor_field is not None:
+        return get(get(chunk, vendor_field), "usage")
+    return usage
+
+
 class ChunkAccumulator:
-    """Chat and legacy completion chunks: usage arrives in the last chunk, if asked for."""
+    """Chat and legacy completion chunks: usage arrives in the last chunk, if asked for (or, for a
+    provider in `VENDOR_STREAM_USAGE`, under its own field, asked for or not)."""
 
     read_usage = staticmethod(usage_from)
 
-    __slots__ = ("complete", "cost", "hide_usage_chunk", "id", "model", "reasons", "text", "usage")
+    __slots__ = (
+        "complete", "cost", "hide_usage_chunk", "id", "model", "reasons", "text", "usage", "vendor_field",
+    )  # fmt: skip
 
-    def __init__(self, hide_usage_chunk: bool, capture_content: bool) -> None:
+    def __init__(
+        self, hide_usage_chunk: bool, capture_content: bool, vendor_field: str | None = None
+    ) -> None:
         self.complete = False
         self.hide_usage_chunk = hide_usage_chunk
+        self.vendor_field = vendor_field
         self.model: str | None = None
         self.id: str | None = None
         self.reasons: list[str] | None = None
@@ -298,6 +323,11 @@ class ChunkAccumulator:
             self.usage = usage
             self.complete = True
             return self.hide_usage_chunk and not choices
+        if self.vendor_field is not None and self.usage is None:
+            usage = get(get(chunk, self.vendor_field), "usage")
+            if usage is not None:  # the caller did not ask for it: the chunk stays theirs
+                self.usage = usage
+                self.complete = True
         return False
 
     def result(self) -> CallResult:
@@ -346,7 +376,6 @@ class ResponsesAccumulator:
 
 
 def build_wrappers(recorder: Recorder, options: Options) -> dict[tuple[str, str], Callable[..., Any]]:
-    _endpoints.clear()  # the `endpoints` option may have changed
     hooks = OpenAIHooks(recorder, options.stream_usage, options.endpoints)
     return {TARGETS[0]: hooks.sync_call, TARGETS[1]: hooks.async_call}
 
@@ -380,15 +409,13 @@ class OpenAIHooks(CallHooks):
 
     A subclass serves another SDK of the same template: `library` is its package, `operations` the
     paths it records, `provider` the provider name of all its hosts (None: read from the host),
-    `chunk_accumulator` how its chat chunks are read, `adds_stream_usage` whether `stream_usage`
-    may add `stream_options` to its requests.
+    `adds_stream_usage` whether `stream_usage` may add `stream_options` to its requests.
     """
 
     site = "openai"
     library = "openai"
     operations: Mapping[str, str] = OPERATIONS
     provider: str | None = None
-    chunk_accumulator: type[ChunkAccumulator] = ChunkAccumulator
     adds_stream_usage = True
 
     def __init__(self, recorder: Recorder, stream_usage: str, endpoints: dict[str, str]) -> None:
@@ -396,11 +423,12 @@ class OpenAIHooks(CallHooks):
         self.stream_usage = stream_usage
         self.endpoints = endpoints
         self.capture = recorder.settings.capture_content
+        self.cache: EndpointCache = {}
 
     def begin(self, instance: Any, args: Args, kwargs: Kwargs) -> tuple[Plan | None, Args, Kwargs]:
         options: Any = args[1] if len(args) > 1 else kwargs.get("options")
         req = describe_request(
-            instance, options, self.capture, self.endpoints, self.operations, self.provider
+            instance, options, self.capture, self.endpoints, self.operations, self.provider, self.cache
         )
         if req is None:
             return None, args, kwargs
@@ -415,8 +443,6 @@ class OpenAIHooks(CallHooks):
             args, kwargs = replace_arg(args, kwargs, 1, "options", with_stream_usage(options))
             req.attributes = {**(req.attributes or {}), sc.STREAM_USAGE_INJECTED: True}
             kind = CHUNKS_HIDING_USAGE
-        elif req.stream and kind == CHUNKS and req.provider == "groq":
-            kind = X_GROQ_CHUNKS
         return Plan(self.rec.start(req), kind), args, kwargs
 
     def handle(self, plan: Plan, result: Any, is_async: bool) -> Any:
@@ -428,9 +454,9 @@ class OpenAIHooks(CallHooks):
             call.finish(result_from(result, self.capture))
             return result
         if isinstance(result, sdk.stream):
-            return SyncStreamProxy(result, call, self._acc(kind))
+            return SyncStreamProxy(result, call, self._acc(call, kind))
         if isinstance(result, sdk.async_stream):
-            return AsyncStreamProxy(result, call, self._acc(kind))
+            return AsyncStreamProxy(result, call, self._acc(call, kind))
         if sdk.legacy_response is not None and isinstance(result, sdk.legacy_response):
             if not getattr(result, "_stream", False):
                 call.finish(result_from(result.parse(), self.capture))  # parse() caches: no double work
@@ -448,21 +474,19 @@ class OpenAIHooks(CallHooks):
         call.finish(result_from(result, self.capture))
         return result
 
-    def _acc(self, kind: str) -> Any:
+    def _acc(self, call: LLMCall, kind: str) -> Any:
         if kind == RESPONSES:
             return ResponsesAccumulator(self.capture)
-        if kind == X_GROQ_CHUNKS:
-            from .groq import ChunkAccumulator as XGroqChunks  # groq.py builds on this module
-
-            return XGroqChunks(False, self.capture)
-        return self.chunk_accumulator(kind == CHUNKS_HIDING_USAGE, self.capture)
+        return ChunkAccumulator(
+            kind == CHUNKS_HIDING_USAGE, self.capture, VENDOR_STREAM_USAGE.get(call.req.provider)
+        )
 
     def wrap_parsed(self, call: LLMCall, parsed: Any, kind: str) -> Any:
         sdk = _sdk_classes(self.library)
         if isinstance(parsed, sdk.stream):
-            return SyncStreamProxy(parsed, call, self._acc(kind))
+            return SyncStreamProxy(parsed, call, self._acc(call, kind))
         if isinstance(parsed, sdk.async_stream):
-            return AsyncStreamProxy(parsed, call, self._acc(kind))
+            return AsyncStreamProxy(parsed, call, self._acc(call, kind))
         call.finish(result_from(parsed, self.capture))
         return parsed
 

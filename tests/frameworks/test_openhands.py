@@ -46,10 +46,10 @@ from openhands.sdk.observability import laminar
 from pydantic import SecretStr
 
 import otel_llm_usage
-from otel_llm_usage import instrumentor
 from otel_llm_usage import semconv as sc
 from otel_llm_usage.emulator import OpenAIEmulator, Reply
 from otel_llm_usage.frameworks import openhands as integration
+from otel_llm_usage.registry import FRAMEWORKS
 from otel_llm_usage.scopes import session_usage, usage_summary
 from otel_llm_usage.usage import Usage
 from tests.conftest import Telemetry, make_telemetry
@@ -63,7 +63,7 @@ RESPONSES_MODEL = "openai/gpt-5"  # OpenHands sends GPT-5 models through litellm
 @pytest.fixture
 def telemetry(monkeypatch: pytest.MonkeyPatch) -> Iterator[Telemetry]:
     """Instrumented with the OpenHands integration registered as the instrumentor registers it."""
-    monkeypatch.setitem(instrumentor.PROVIDERS, "openhands", MODULE)
+    assert FRAMEWORKS["openhands"] == MODULE
     yield make_telemetry()
     otel_llm_usage.uninstrument()
 
@@ -301,7 +301,7 @@ def test_litellm_left_out_records_no_call(
     monkeypatch: pytest.MonkeyPatch, openai_emulator: OpenAIEmulator, tmp_path: Path
 ) -> None:
     """`providers` without litellm: runs and sessions, but no call spans, for either litellm API."""
-    monkeypatch.setitem(instrumentor.PROVIDERS, "openhands", MODULE)
+    assert FRAMEWORKS["openhands"] == MODULE
     telemetry = make_telemetry(providers=["openhands"])
     try:
         push(openai_emulator, 2)
@@ -377,8 +377,6 @@ import sys
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from otel_llm_usage import instrumentor
-instrumentor.PROVIDERS["openhands"] = {MODULE!r}
 import otel_llm_usage
 from otel_llm_usage.emulator import OpenAIEmulator, Reply
 exporter = InMemorySpanExporter()

@@ -103,7 +103,7 @@ def create(c: anthropic.Anthropic, **kw: Any) -> Any:
 
 
 def test_provider_is_registered() -> None:
-    from otel_llm_usage.instrumentor import PROVIDERS
+    from otel_llm_usage.registry import PROVIDERS
 
     assert PROVIDERS.get("anthropic") == "otel_llm_usage.providers.anthropic"
     assert "anthropic_native_spans" in {f.name for f in dataclasses.fields(Options)}

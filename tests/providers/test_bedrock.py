@@ -112,7 +112,7 @@ def aws_price(model: str, **usage: int) -> float:
 
 
 def test_provider_is_registered() -> None:
-    from otel_llm_usage.instrumentor import PROVIDERS
+    from otel_llm_usage.registry import PROVIDERS
 
     assert PROVIDERS.get("bedrock") == "otel_llm_usage.providers.bedrock"
     assert provider.LIBRARY == "botocore"

@@ -101,8 +101,8 @@ def google_price(model: str, **usage: int) -> float:
 
 
 def test_provider_is_registered() -> None:
-    from otel_llm_usage.instrumentor import PROVIDERS
     from otel_llm_usage.providers import google_genai
+    from otel_llm_usage.registry import PROVIDERS
 
     assert PROVIDERS.get("google_genai") == "otel_llm_usage.providers.google_genai"
     assert google_genai.LIBRARY == "google.genai"
