@@ -26,8 +26,8 @@ from ..config import Options
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..streams import AsyncStreamProxy, SyncStreamProxy
 from ..usage import TokenUsage, as_count
+from ._driver import Args, CallHooks, Kwargs, Plan, replace_arg
 from ._fields import get, get_str, json_body, sampling_attributes
-from ._hooks import Args, CallHooks, Kwargs, Plan, replace_arg
 
 LIBRARY = "anthropic"
 TARGETS = (

@@ -38,8 +38,8 @@ from ..config import Options
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..streams import Accumulator, SyncStreamProxy
 from ..usage import TokenUsage, as_count
+from ._driver import Args, CallHooks, Kwargs, Plan
 from ._fields import get, get_str, sampling_attributes
-from ._hooks import Args, CallHooks, Kwargs, Plan
 from .anthropic import merged_stream_usage
 from .anthropic import usage_from as anthropic_usage_from
 

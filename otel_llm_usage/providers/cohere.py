@@ -45,14 +45,12 @@ from urllib.parse import urlsplit
 from .. import semconv as sc
 from .._guard import report
 from .._proxy import ObjectProxy
-from ..budgets import BudgetExceeded
 from ..config import Options
-from ..context import in_llm_call
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..streams import AsyncStreamProxy, SyncStreamProxy
 from ..usage import TokenUsage, as_count
+from ._driver import Args, CallHooks, Kwargs, Plan, send, send_async, skip, start
 from ._fields import get, get_str, jsonable, sampling_attributes
-from ._hooks import Args, CallHooks, Kwargs, Plan, send, send_async
 
 LIBRARY = "cohere"
 _RAW = "cohere.v2.raw_client"
@@ -305,16 +303,13 @@ class ChatStreamHooks:
 
     def start(self, raw_client: Any, kwargs: Kwargs) -> LLMCall | None:
         """Start the call of a stream being entered, or None to pass it through untouched."""
-        if in_llm_call.get():
+        if skip():
             return None
-        try:
-            req = describe_request(raw_client, kwargs, sc.OP_CHAT, True, self.capture, self.endpoints)
-            return None if req is None else self.rec.start(req)
-        except BudgetExceeded:
-            raise
-        except Exception as exc:
-            report("cohere.start", exc)
-            return None
+        return start("cohere", self._start, raw_client, kwargs)
+
+    def _start(self, raw_client: Any, kwargs: Kwargs) -> LLMCall | None:
+        req = describe_request(raw_client, kwargs, sc.OP_CHAT, True, self.capture, self.endpoints)
+        return None if req is None else self.rec.start(req)
 
     def wrap(self, call: LLMCall, response: Any, is_async: bool) -> tuple[Any, ChatStreamAccumulator | None]:
         """The `HttpResponse` the caller gets, its `data` (the events) read as they pass."""

@@ -22,13 +22,12 @@ from urllib.parse import urlsplit
 from .. import semconv as sc
 from .._guard import report
 from .._proxy import ObjectProxy
-from ..budgets import BudgetExceeded
 from ..config import Options
 from ..context import in_llm_call
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..usage import TokenUsage, as_count
+from ._driver import send, send_async, skip, start
 from ._fields import get, get_str, jsonable, sampling_attributes
-from ._hooks import send, send_async
 
 LIBRARY = "google.genai"
 _MODULE = "google.genai.models"
@@ -350,14 +349,12 @@ class GenAIHooks:
         self.capture = recorder.settings.capture_content
 
     def _begin(self, models: Any, kwargs: dict[str, Any], operation: str, stream: bool) -> LLMCall | None:
-        try:
-            req = describe_request(models, kwargs, operation, stream, self.capture, self.endpoints)
-            return self.rec.start(req)
-        except BudgetExceeded:
-            raise
-        except Exception as exc:
-            report("google_genai.start", exc)
-            return None
+        return start("google_genai", self._start, models, kwargs, operation, stream)
+
+    def _start(self, models: Any, kwargs: dict[str, Any], operation: str, stream: bool) -> LLMCall:
+        return self.rec.start(
+            describe_request(models, kwargs, operation, stream, self.capture, self.endpoints)
+        )
 
     def _finish(self, call: LLMCall, response: Any, read: Callable[[Any], CallResult]) -> None:
         try:
@@ -375,7 +372,7 @@ class GenAIHooks:
     def _sync_call(
         self, wrapped: Any, models: Any, args: Any, kwargs: dict[str, Any], operation: str, read: Any
     ) -> Any:
-        if in_llm_call.get():
+        if skip():
             return wrapped(*args, **kwargs)
         call = self._begin(models, kwargs, operation, False)
         if call is None:
@@ -387,7 +384,7 @@ class GenAIHooks:
     async def _async_call(
         self, wrapped: Any, models: Any, args: Any, kwargs: dict[str, Any], operation: str, read: Any
     ) -> Any:
-        if in_llm_call.get():
+        if skip():
             return await wrapped(*args, **kwargs)
         call = self._begin(models, kwargs, operation, False)
         if call is None:
@@ -413,7 +410,7 @@ class GenAIHooks:
     # One streamed request.
 
     def sync_stream(self, wrapped: Any, instance: Any, args: Any, kwargs: dict[str, Any]) -> Any:
-        if in_llm_call.get():
+        if skip():
             return wrapped(*args, **kwargs)
         call = self._begin(instance, kwargs, sc.OP_GENERATE_CONTENT, True)
         if call is None:
@@ -426,7 +423,7 @@ class GenAIHooks:
         return _track(_SyncRequest(chunks, call, ContentAccumulator(self.capture)), call, chunks)
 
     async def async_stream(self, wrapped: Any, instance: Any, args: Any, kwargs: dict[str, Any]) -> Any:
-        if in_llm_call.get():
+        if skip():
             return await wrapped(*args, **kwargs)
         call = self._begin(instance, kwargs, sc.OP_GENERATE_CONTENT, True)
         if call is None:
@@ -438,7 +435,7 @@ class GenAIHooks:
 
     def sync_public_stream(self, wrapped: Any, instance: Any, args: Any, kwargs: dict[str, Any]) -> Any:
         chunks = wrapped(*args, **kwargs)
-        if in_llm_call.get():
+        if skip():
             return chunks
         try:
             return _SyncStream(chunks)
@@ -450,7 +447,7 @@ class GenAIHooks:
         self, wrapped: Any, instance: Any, args: Any, kwargs: dict[str, Any]
     ) -> Any:
         chunks = await wrapped(*args, **kwargs)
-        if in_llm_call.get():
+        if skip():
             return chunks
         try:
             return _AsyncStream(chunks)

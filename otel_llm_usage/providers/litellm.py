@@ -29,8 +29,8 @@ from ..recorder import CallRequest, CallResult, Recorder
 from ..streams import AsyncStreamProxy, SyncStreamProxy
 from ..usage import TokenUsage, as_count
 from . import openai as openai_provider
+from ._driver import Args, CallHooks, Kwargs, Plan, replace_arg
 from ._fields import as_cost, get, get_str
-from ._hooks import Args, CallHooks, Kwargs, Plan, replace_arg
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from ..config import Options
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..streams import AsyncStreamProxy, SyncStreamProxy
 from ..usage import TokenUsage, as_count
+from ._driver import Args, CallHooks, Kwargs, Plan, replace_arg
 from ._fields import as_cost, fields, get, get_str, json_body, sampling_attributes
-from ._hooks import Args, CallHooks, Kwargs, Plan, replace_arg
 
 LIBRARY = "openai"
 TARGETS = (
