@@ -12,20 +12,17 @@ provider modules subclass `OpenAIHooks` and name their own package, paths and pr
 from __future__ import annotations
 
 import copy
-import functools
-import importlib
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from .. import semconv as sc
-from .._guard import report
-from .._proxy import ObjectProxy
 from ..config import Options
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
-from ..streams import AsyncStreamProxy, SyncStreamProxy
+from ..streams import Accumulator
 from ..usage import TokenUsage, as_count
-from ._driver import Args, CallHooks, Kwargs, Plan, replace_arg
-from ._fields import as_cost, fields, get, get_str, json_body, sampling_attributes
+from ._driver import Args, Kwargs, Plan, replace_arg
+from ._fields import as_cost, fields, get, get_str, sampling_attributes
+from ._stainless import StainlessHooks
 
 LIBRARY = "openai"
 TARGETS = (
@@ -380,31 +377,7 @@ def build_wrappers(recorder: Recorder, options: Options) -> dict[tuple[str, str]
     return {TARGETS[0]: hooks.sync_call, TARGETS[1]: hooks.async_call}
 
 
-class _SdkClasses(NamedTuple):
-    stream: type[Any]
-    async_stream: type[Any]
-    api_response: type[Any]
-    async_api_response: type[Any]
-    legacy_response: type[Any] | None  # openai's `with_raw_response` objects; others return APIResponse
-    model: type[Any]  # what a plain call returns: checked first, as the common case
-
-
-@functools.cache
-def _sdk_classes(library: str) -> _SdkClasses:
-    """The stream and raw-response classes of a Stainless-generated SDK, looked up once it is in use."""
-    sdk = importlib.import_module(library)
-    response = importlib.import_module(f"{library}._response")
-    try:
-        legacy: type[Any] | None = importlib.import_module(f"{library}._legacy_response").LegacyAPIResponse
-    except ImportError:
-        legacy = None
-    models = importlib.import_module(f"{library}._models")
-    return _SdkClasses(
-        sdk.Stream, sdk.AsyncStream, response.APIResponse, response.AsyncAPIResponse, legacy, models.BaseModel
-    )
-
-
-class OpenAIHooks(CallHooks):
+class OpenAIHooks(StainlessHooks):
     """The wrappers installed on the SDK, bound to one recorder and its options.
 
     A subclass serves another SDK of the same template: `library` is its package, `operations` the
@@ -445,116 +418,11 @@ class OpenAIHooks(CallHooks):
             kind = CHUNKS_HIDING_USAGE
         return Plan(self.rec.start(req), kind), args, kwargs
 
-    def handle(self, plan: Plan, result: Any, is_async: bool) -> Any:
-        return self._wrap_result(plan.call, result, plan.kind, is_async)
+    def read(self, response: Any) -> CallResult:
+        return result_from(response, self.capture)
 
-    def _wrap_result(self, call: LLMCall, result: Any, kind: str, is_async: bool) -> Any:
-        sdk = _sdk_classes(self.library)
-        if isinstance(result, sdk.model):
-            call.finish(result_from(result, self.capture))
-            return result
-        if isinstance(result, sdk.stream):
-            return SyncStreamProxy(result, call, self._acc(call, kind))
-        if isinstance(result, sdk.async_stream):
-            return AsyncStreamProxy(result, call, self._acc(call, kind))
-        if sdk.legacy_response is not None and isinstance(result, sdk.legacy_response):
-            if not getattr(result, "_stream", False):
-                call.finish(result_from(result.parse(), self.capture))  # parse() caches: no double work
-                return result
-            return _RawResponseProxy(result, call, self, kind)
-        if isinstance(result, sdk.api_response | sdk.async_api_response):
-            # A plain `with_raw_response` body is read already (groq); a streaming one is read later.
-            body = None if call.req.stream else json_body(result.http_response)
-            if body is not None:
-                call.finish(result_from(body, self.capture))
-                return result
-            if isinstance(result, sdk.async_api_response):
-                return _AsyncRawResponseProxy(result, call, self, kind)
-            return _RawResponseProxy(result, call, self, kind)
-        call.finish(result_from(result, self.capture))
-        return result
-
-    def _acc(self, call: LLMCall, kind: str) -> Any:
+    def accumulator(self, call: LLMCall, kind: str) -> Accumulator:
         if kind == RESPONSES:
             return ResponsesAccumulator(self.capture)
-        return ChunkAccumulator(
-            kind == CHUNKS_HIDING_USAGE, self.capture, VENDOR_STREAM_USAGE.get(call.req.provider)
-        )
-
-    def wrap_parsed(self, call: LLMCall, parsed: Any, kind: str) -> Any:
-        sdk = _sdk_classes(self.library)
-        if isinstance(parsed, sdk.stream):
-            return SyncStreamProxy(parsed, call, self._acc(call, kind))
-        if isinstance(parsed, sdk.async_stream):
-            return AsyncStreamProxy(parsed, call, self._acc(call, kind))
-        call.finish(result_from(parsed, self.capture))
-        return parsed
-
-    def finish_raw(self, call: LLMCall, raw: Any) -> None:
-        """End a raw response's call on close: from its body if the caller read it, else incomplete."""
-        if call.done:
-            return
-        body = None if call.req.stream else json_body(getattr(raw, "http_response", None))
-        if body is not None:
-            call.finish(result_from(body, self.capture))
-        else:
-            call.finish(None, incomplete=True)
-
-
-class _RawResponseProxy(ObjectProxy):
-    """`with_raw_response` (streamed) and `with_streaming_response`: finish on parse, else on close
-    (from the body if the caller read it) or garbage collection."""
-
-    def __init__(self, wrapped: Any, call: LLMCall, hooks: OpenAIHooks, kind: str) -> None:
-        super().__init__(wrapped)
-        self._self_call = call
-        self._self_hooks = hooks
-        self._self_kind = kind
-        self._self_parsed: Any = None
-
-    def parse(self, *args: Any, **kwargs: Any) -> Any:
-        parsed = self.__wrapped__.parse(*args, **kwargs)
-        if self._self_parsed is None:
-            try:
-                self._self_parsed = self._self_hooks.wrap_parsed(self._self_call, parsed, self._self_kind)
-            except Exception as exc:
-                report(f"{self._self_hooks.site}.raw_parse", exc)
-                self._self_parsed = parsed
-        return self._self_parsed
-
-    def _self_end(self) -> None:
-        try:
-            self._self_hooks.finish_raw(self._self_call, self.__wrapped__)
-        except Exception as exc:
-            report(f"{self._self_hooks.site}.raw_end", exc)
-            self._self_call.finish(None, incomplete=True)
-
-    def close(self) -> Any:
-        try:
-            return self.__wrapped__.close()
-        finally:
-            self._self_end()
-
-    def __del__(self) -> None:
-        try:
-            self._self_end()
-        except Exception:
-            pass
-
-
-class _AsyncRawResponseProxy(_RawResponseProxy):
-    async def parse(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        parsed = await self.__wrapped__.parse(*args, **kwargs)
-        if self._self_parsed is None:
-            try:
-                self._self_parsed = self._self_hooks.wrap_parsed(self._self_call, parsed, self._self_kind)
-            except Exception as exc:
-                report(f"{self._self_hooks.site}.raw_parse", exc)
-                self._self_parsed = parsed
-        return self._self_parsed
-
-    async def close(self) -> Any:  # type: ignore[override]
-        try:
-            return await self.__wrapped__.close()
-        finally:
-            self._self_end()
+        vendor_field = VENDOR_STREAM_USAGE.get(call.req.provider)
+        return ChunkAccumulator(kind == CHUNKS_HIDING_USAGE, self.capture, vendor_field)
