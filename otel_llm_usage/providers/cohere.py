@@ -47,7 +47,7 @@ from .._guard import report
 from .._proxy import ObjectProxy
 from ..config import Options
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
-from ..streams import AsyncStreamProxy, SyncStreamProxy
+from ..streams import AsyncStreamProxy, SyncStreamProxy, end
 from ..usage import TokenUsage, as_count
 from ._driver import Args, CallHooks, Kwargs, Plan, send, send_async, skip, start
 from ._fields import get, get_str, jsonable, sampling_attributes
@@ -326,15 +326,8 @@ class ChatStreamHooks:
 
 def _end(call: LLMCall | None, acc: ChatStreamAccumulator | None) -> None:
     """End a stream's call when its context is left, if its events have not ended it already."""
-    if call is None or call.done:
-        return
-    result = None
-    if acc is not None:
-        try:
-            result = acc.result()
-        except Exception as exc:
-            report("cohere.stream_result", exc)
-    call.finish(result, incomplete=not (acc is not None and acc.complete))
+    if call is not None:
+        end(call, acc)
 
 
 class _StreamResponse(ObjectProxy):

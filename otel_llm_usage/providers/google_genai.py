@@ -20,11 +20,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import semconv as sc
+from .._finalise import arm, finalise
 from .._guard import report
 from .._proxy import ObjectProxy
 from ..config import Options
-from ..context import in_llm_call
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
+from ..streams import AsyncStreamProxy, SyncStreamProxy
 from ..usage import TokenUsage, as_count
 from ._driver import send, send_async, skip, start
 from ._fields import get, get_str, jsonable, sampling_attributes
@@ -420,7 +421,9 @@ class GenAIHooks:
         except BaseException as exc:
             call.fail(exc)
             raise
-        return _track(_SyncRequest(chunks, call, ContentAccumulator(self.capture)), call, chunks)
+        return _track(
+            SyncStreamProxy(chunks, call, ContentAccumulator(self.capture), sends=True), call, chunks
+        )
 
     async def async_stream(self, wrapped: Any, instance: Any, args: Any, kwargs: dict[str, Any]) -> Any:
         if skip():
@@ -429,7 +432,7 @@ class GenAIHooks:
         if call is None:
             return await wrapped(*args, **kwargs)
         chunks = await send_async(call, wrapped(*args, **kwargs))
-        return _track(_AsyncRequest(chunks, call, ContentAccumulator(self.capture)), call, chunks)
+        return _track(AsyncStreamProxy(chunks, call, ContentAccumulator(self.capture)), call, chunks)
 
     # The caller's stream, only for its lifetime.
 
@@ -468,127 +471,13 @@ def _track(request: Any, call: LLMCall, chunks: Any) -> Any:
         return chunks
 
 
-def _result(acc: ContentAccumulator) -> CallResult | None:
-    try:
-        return acc.result()
-    except Exception as exc:
-        report("google_genai.stream_result", exc)
-        return None
-
-
-def _add(acc: ContentAccumulator, chunk: Any) -> None:
-    try:
-        acc.add(chunk)
-    except Exception as exc:
-        report("google_genai.chunk", exc)
-
-
-class _SyncRequest:
-    """The chunks of one streamed request, as the SDK's own generator yields them to the SDK."""
-
-    __slots__ = ("_acc", "_call", "_chunks", "_sent")
-
-    def __init__(self, chunks: Any, call: LLMCall, acc: ContentAccumulator) -> None:
-        self._chunks = chunks
-        self._call = call
-        self._acc = acc
-        self._sent = False
-
-    def __iter__(self) -> _SyncRequest:
-        return self
-
-    def __next__(self) -> Any:
-        call = self._call
-        token = None
-        if not self._sent:
-            # The first step sends the request: make the span current for the HTTP client's spans.
-            self._sent = True
-            token = in_llm_call.set(True)
-            call.activate()
-        try:
-            chunk = self._chunks.__next__()
-        except StopIteration:
-            self.end(exhausted=True)
-            raise
-        except BaseException as exc:
-            call.fail(exc, _result(self._acc))
-            raise
-        finally:
-            if token is not None:
-                call.deactivate()
-                in_llm_call.reset(token)
-        _add(self._acc, chunk)
-        call.chunk()
-        return chunk
-
-    def close(self) -> None:
-        try:
-            self._chunks.close()
-        finally:
-            self.end()
-
-    def end(self, exhausted: bool = False) -> None:
-        call = self._call
-        if not call.done:
-            call.finish(_result(self._acc), incomplete=not (exhausted or self._acc.complete))
-
-    def __del__(self) -> None:
-        try:
-            self.end()
-        except Exception:
-            pass
-
-
-class _AsyncRequest:
-    """The chunks of one streamed request (async); the request was sent before this was made."""
-
-    __slots__ = ("_acc", "_call", "_chunks")
-
-    def __init__(self, chunks: Any, call: LLMCall, acc: ContentAccumulator) -> None:
-        self._chunks = chunks
-        self._call = call
-        self._acc = acc
-
-    def __aiter__(self) -> _AsyncRequest:
-        return self
-
-    async def __anext__(self) -> Any:
-        try:
-            chunk = await self._chunks.__anext__()
-        except StopAsyncIteration:
-            self.end(exhausted=True)
-            raise
-        except BaseException as exc:
-            self._call.fail(exc, _result(self._acc))
-            raise
-        _add(self._acc, chunk)
-        self._call.chunk()
-        return chunk
-
-    async def aclose(self) -> None:
-        try:
-            await self._chunks.aclose()
-        finally:
-            self.end()
-
-    def end(self, exhausted: bool = False) -> None:
-        call = self._call
-        if not call.done:
-            call.finish(_result(self._acc), incomplete=not (exhausted or self._acc.complete))
-
-    def __del__(self) -> None:
-        try:
-            self.end()
-        except Exception:
-            pass
-
-
 class _SyncStream(ObjectProxy):
     """The generator `generate_content_stream` returned; ends its requests when it ends."""
 
     def __init__(self, wrapped: Any) -> None:
         super().__init__(wrapped)
         self._self_requests: list[Any] = []
+        arm()
 
     def __iter__(self) -> _SyncStream:
         return self
@@ -621,11 +510,11 @@ class _SyncStream(ObjectProxy):
     def _self_end(self) -> None:
         requests = self._self_requests
         while requests:
-            requests.pop().end()
+            requests.pop()._self_end()
 
     def __del__(self) -> None:
         try:
-            self._self_end()
+            finalise(self._self_end)
         except Exception:
             pass
 
@@ -636,6 +525,7 @@ class _AsyncStream(ObjectProxy):
     def __init__(self, wrapped: Any) -> None:
         super().__init__(wrapped)
         self._self_requests: list[Any] = []
+        arm()
 
     def __aiter__(self) -> _AsyncStream:
         return self
@@ -679,10 +569,10 @@ class _AsyncStream(ObjectProxy):
     def _self_end(self) -> None:
         requests = self._self_requests
         while requests:
-            requests.pop().end()
+            requests.pop()._self_end()
 
     def __del__(self) -> None:
         try:
-            self._self_end()
+            finalise(self._self_end)
         except Exception:
             pass
