@@ -107,9 +107,9 @@ def choose(
 ) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
     """The providers and frameworks to patch (None: every one of that kind), from the two options.
 
-    Frameworks named in `providers` (as earlier releases took them) are kept, with a warning, and
-    are then the frameworks patched unless `frameworks` is given too. Raises ValueError naming the
-    source for a name neither registry knows.
+    `providers` given alone keeps its meaning of earlier releases, when it listed frameworks too:
+    the frameworks patched are those it names (with a warning each), none if it names none.
+    Raises ValueError naming the source for a name neither registry knows.
     """
     chosen_providers: tuple[str, ...] | None = None
     chosen_frameworks: tuple[str, ...] | None = None
@@ -120,7 +120,7 @@ def choose(
                 f"{providers_source}: unknown provider(s) {list(unknown)}; known: {', '.join(PROVIDERS)}"
                 f" (frameworks: {', '.join(FRAMEWORKS)})"
             )
-        chosen_frameworks = from_providers or None
+        chosen_frameworks = from_providers
     if frameworks is not None:
         not_frameworks, chosen_frameworks, unknown = split(frameworks, frameworks_source, False)
         if unknown or not_frameworks:

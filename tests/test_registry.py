@@ -71,6 +71,12 @@ def test_frameworks_option_selects_frameworks_only() -> None:
         assert not _patched(agno.agent, "Agent", "run")
     finally:
         otel_llm_usage.uninstrument()
+    try:  # `providers` alone keeps its earlier meaning: the frameworks it names, here none
+        otel_llm_usage.instrument(providers=["openai"])
+        assert _patched(openai._base_client, "SyncAPIClient", "request")
+        assert not _patched(agno.agent, "Agent", "run")
+    finally:
+        otel_llm_usage.uninstrument()
     try:
         otel_llm_usage.instrument(frameworks=["agno"], providers=["anthropic"])
         assert _patched(agno.agent, "Agent", "run")
