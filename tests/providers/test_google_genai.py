@@ -134,7 +134,7 @@ details = st.lists(
     )
 )
 def test_usage_from_any_json_keeps_the_invariants(raw: dict[str, Any]) -> None:
-    from otel_llm_usage.providers.google_genai import usage_from
+    from otel_llm_usage.providers._genai_read import usage_from
 
     usage = usage_from(raw)
     if usage is not None:
@@ -163,13 +163,13 @@ def test_usage_from_any_json_keeps_the_invariants(raw: dict[str, Any]) -> None:
     ],
 )
 def test_model_name_forms(given_name: str, expected: str | None) -> None:
-    from otel_llm_usage.providers.google_genai import model_name
+    from otel_llm_usage.providers._genai_read import model_name
 
     assert model_name(given_name) == expected
 
 
 def test_finish_reason_text() -> None:
-    from otel_llm_usage.providers.google_genai import finish_reason_text
+    from otel_llm_usage.providers._genai_read import finish_reason_text
 
     assert finish_reason_text(types.FinishReason.MAX_TOKENS) == "max_tokens"
     assert finish_reason_text("FINISH_REASON_UNSPECIFIED") == "unspecified"
