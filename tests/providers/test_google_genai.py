@@ -291,6 +291,19 @@ def test_missing_usage_is_marked_not_invented(telemetry: Any, gemini: GeminiEmul
     assert telemetry.points(sc.METRIC_TOKEN_USAGE) == []
 
 
+def test_suppressed_instrumentation_records_nothing(telemetry: Any, gemini: GeminiEmulator) -> None:
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    gemini.push(GeminiReply(prompt_tokens=9), GeminiReply(prompt_tokens=9, chunks=3))
+    with suppress_instrumentation():
+        client(gemini).models.generate_content(model="gemini-2.5-flash", contents=QUESTION)
+        chunks = list(
+            client(gemini).models.generate_content_stream(model="gemini-2.5-flash", contents=QUESTION)
+        )
+    assert len(chunks) == 3
+    assert telemetry.llm_spans() == [] and telemetry.points(sc.METRIC_TOKEN_USAGE) == []
+
+
 def test_no_candidates_count_is_zero_output_not_missing(telemetry: Any, gemini: GeminiEmulator) -> None:
     gemini.push(GeminiReply(text="", prompt_tokens=9, candidates_tokens=0, finish_reason="SAFETY"))
     client(gemini).models.generate_content(model="gemini-2.5-flash", contents=QUESTION)
