@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent(
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     import otel_llm_usage
-    from otel_llm_usage.emulator import OpenAIEmulator, Reply
+    from emulators import OpenAIEmulator, Reply
 
     class Ended(SpanProcessor):
         def __init__(self):
