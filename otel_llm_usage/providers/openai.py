@@ -20,9 +20,10 @@ from ..config import Options
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..streams import Accumulator
 from ..usage import TokenUsage, as_count
-from ._driver import Args, Kwargs, Plan, replace_arg
+from ._driver import Args, Kwargs, Plan, replace_arg, send, send_async, skip, start
 from ._fields import as_cost, fields, get, get_str, sampling_attributes
 from ._stainless import StainlessHooks
+from ._stream_usage import RefusingEndpoints, Resendable, send_resending, send_resending_async
 
 LIBRARY = "openai"
 TARGETS = (
@@ -78,9 +79,12 @@ def provider_for_host(host: str, azure: bool, endpoints: dict[str, str]) -> str:
 def wants_stream_usage(mode: str, host: str, provider: str) -> bool:
     """Whether to add `stream_options.include_usage` to a streamed call that did not set it.
 
-    "known" asks only endpoints known to accept it (OpenAI and Azure OpenAI); others may reject
-    an unknown parameter.
+    "always" asks every endpoint (one that refuses it gets the request again without it: see
+    `OpenAIHooks`); "known" asks only OpenAI and Azure OpenAI. A provider that sends usage in its
+    own field unasked (`VENDOR_STREAM_USAGE`) is never asked: its chunks stay as they are.
     """
+    if provider in VENDOR_STREAM_USAGE:
+        return False
     if mode == "always":
         return True
     if mode == "known":
@@ -320,6 +324,12 @@ class ChunkAccumulator:
             self.usage = usage
             self.complete = True
             return self.hide_usage_chunk and not choices
+        if self.hide_usage_chunk:
+            # A server asked for usage sends `"usage": null` in every other chunk; unasked, none.
+            # Forgetting the key keeps `to_dict()` / `to_json()` what the caller would have had.
+            fields_set = getattr(chunk, "__pydantic_fields_set__", None)
+            if fields_set is not None:
+                fields_set.discard("usage")
         if self.vendor_field is not None and self.usage is None:
             usage = get(get(chunk, self.vendor_field), "usage")
             if usage is not None:  # the caller did not ask for it: the chunk stays theirs
@@ -397,6 +407,7 @@ class OpenAIHooks(StainlessHooks):
         self.endpoints = endpoints
         self.capture = recorder.settings.capture_content
         self.cache: EndpointCache = {}
+        self.refusing = RefusingEndpoints()
 
     def begin(self, instance: Any, args: Args, kwargs: Kwargs) -> tuple[Plan | None, Args, Kwargs]:
         options: Any = args[1] if len(args) > 1 else kwargs.get("options")
@@ -412,11 +423,38 @@ class OpenAIHooks(StainlessHooks):
             and self.adds_stream_usage
             and not _has_stream_options(options)
             and wants_stream_usage(self.stream_usage, req.server_address or "", req.provider)
+            and (req.server_address, req.server_port) not in self.refusing
         ):
-            args, kwargs = replace_arg(args, kwargs, 1, "options", with_stream_usage(options))
+            asked = replace_arg(args, kwargs, 1, "options", with_stream_usage(options))
             req.attributes = {**(req.attributes or {}), sc.STREAM_USAGE_INJECTED: True}
-            kind = CHUNKS_HIDING_USAGE
+            plan = Resendable(self.rec.start(req), CHUNKS_HIDING_USAGE, CHUNKS, args, kwargs)
+            return plan, *asked
         return Plan(self.rec.start(req), kind), args, kwargs
+
+    # The driver's sequence (`CallHooks.sync_call`), with a refused request asking for stream usage
+    # sent again as the caller wrote it.
+    def sync_call(self, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
+        if skip():
+            return wrapped(*args, **kwargs)
+        planned = start(self.site, self.begin, instance, args, kwargs)
+        if planned is None or planned[0] is None:
+            return wrapped(*args, **kwargs)
+        plan, args, kwargs = planned
+        if not isinstance(plan, Resendable):
+            return self._handle(plan, send(plan.call, wrapped, args, kwargs), False)
+        return self._handle(plan, send_resending(plan, self.refusing, wrapped, args, kwargs), False)
+
+    async def async_call(self, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
+        if skip():
+            return await wrapped(*args, **kwargs)
+        planned = start(self.site, self.begin, instance, args, kwargs)
+        if planned is None or planned[0] is None:
+            return await wrapped(*args, **kwargs)
+        plan, args, kwargs = planned
+        if not isinstance(plan, Resendable):
+            return self._handle(plan, await send_async(plan.call, wrapped(*args, **kwargs)), True)
+        resent = await send_resending_async(plan, self.refusing, wrapped, args, kwargs)
+        return self._handle(plan, resent, True)
 
     def read(self, response: Any) -> CallResult:
         return result_from(response, self.capture)
