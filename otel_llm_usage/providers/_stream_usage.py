@@ -19,7 +19,7 @@ from typing import Any
 from .. import semconv as sc
 from .._guard import report
 from ..context import in_llm_call
-from ..recorder import LLMCall
+from ..recorder import CallRequest, LLMCall
 from ._driver import Args, Kwargs, Plan
 
 REFUSAL_STATUSES = frozenset({400, 422})
@@ -101,10 +101,15 @@ class Resendable(Plan):
         self.kwargs = kwargs
 
 
+def endpoint_of(req: CallRequest) -> tuple[str | None, int | None]:
+    """Where a call goes, as remembered: host and port (the provider's name when no host is known)."""
+    return req.server_address or req.provider, req.server_port
+
+
 def _remember(plan: Resendable, refusing: RefusingEndpoints) -> None:
     """The resend without `stream_options` worked: that was the refusal; ask there no more."""
     try:
-        refusing.add((plan.call.req.server_address, plan.call.req.server_port))
+        refusing.add(endpoint_of(plan.call.req))
     except Exception as exc:
         report("stream_usage.remember", exc)
 

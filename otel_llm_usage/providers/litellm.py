@@ -29,8 +29,9 @@ from ..recorder import CallRequest, CallResult, Recorder
 from ..streams import AsyncStreamProxy, SyncStreamProxy
 from ..usage import TokenUsage, as_count
 from . import openai as openai_provider
-from ._driver import Args, CallHooks, Kwargs, Plan, replace_arg
+from ._driver import Args, CallHooks, Kwargs, Plan, replace_arg, send, skip, start
 from ._fields import as_cost, get, get_str
+from ._stream_usage import RefusingEndpoints, Resendable, endpoint_of, send_resending, send_resending_async
 
 log = logging.getLogger(__name__)
 
@@ -348,6 +349,7 @@ class LiteLLMHooks(CallHooks):
         self.endpoints = endpoints
         self.capture = recorder.settings.capture_content
         self.resolve = _Resolver()
+        self.refusing = RefusingEndpoints()
 
     # `PublicDispatch.run(self, args, kwargs, *, python, binding, native, rules=None)`: `args` and
     # `kwargs` are those of the caller's litellm function.
@@ -391,13 +393,39 @@ class LiteLLMHooks(CallHooks):
             and route == CHAT
             and call_kwargs.get("stream_options") is None
             and wants_stream_usage(self.stream_usage, litellm_provider, _server(api_base)[0])
+            and endpoint_of(req) not in self.refusing
         ):
             new_kwargs = {**call_kwargs, "stream_options": {"include_usage": True}}
-            args, kwargs = replace_arg(args, kwargs, 1, "kwargs", new_kwargs)
+            asked = replace_arg(args, kwargs, 1, "kwargs", new_kwargs)
             req.attributes = {**(req.attributes or {}), sc.STREAM_USAGE_INJECTED: True}
-            kind = STREAM_CHUNKS_HIDING_USAGE
+            plan = Resendable(self.rec.start(req), STREAM_CHUNKS_HIDING_USAGE, STREAM_CHUNKS, args, kwargs)
+            plan.stream = True
+            return plan, *asked
         call = self.rec.start(req)  # BudgetExceeded propagates by design
         return Plan(call, kind, stream), args, kwargs
+
+    # The driver's sequence (`CallHooks.sync_call`), with a refused request asking for stream usage
+    # sent again as the caller wrote it (see `_stream_usage`).
+    def sync_call(self, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
+        if skip():
+            return wrapped(*args, **kwargs)
+        plan, args, kwargs = start(self.site, self.begin, instance, args, kwargs) or (None, args, kwargs)
+        if plan is None:
+            return wrapped(*args, **kwargs)
+        if not isinstance(plan, Resendable):
+            return self._handle(plan, send(plan.call, wrapped, args, kwargs), False)
+        return self._handle(plan, send_resending(plan, self.refusing, wrapped, args, kwargs), False)
+
+    async def async_call(self, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
+        if skip():
+            return await wrapped(*args, **kwargs)
+        plan, args, kwargs = start(self.site, self.begin, instance, args, kwargs) or (None, args, kwargs)
+        if plan is None:
+            return await wrapped(*args, **kwargs)
+        if not isinstance(plan, Resendable):
+            return await self.send_awaitable(plan, wrapped(*args, **kwargs))
+        resent = await send_resending_async(plan, self.refusing, wrapped, args, kwargs)
+        return self._handle(plan, resent, True)
 
     def handle(self, plan: Plan, result: Any, is_async: bool) -> Any:
         call = plan.call

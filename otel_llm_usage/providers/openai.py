@@ -23,7 +23,7 @@ from ..usage import TokenUsage, as_count
 from ._driver import Args, Kwargs, Plan, replace_arg, send, send_async, skip, start
 from ._fields import as_cost, fields, get, get_str, sampling_attributes
 from ._stainless import StainlessHooks
-from ._stream_usage import RefusingEndpoints, Resendable, send_resending, send_resending_async
+from ._stream_usage import RefusingEndpoints, Resendable, endpoint_of, send_resending, send_resending_async
 
 LIBRARY = "openai"
 TARGETS = (
@@ -423,7 +423,7 @@ class OpenAIHooks(StainlessHooks):
             and self.adds_stream_usage
             and not _has_stream_options(options)
             and wants_stream_usage(self.stream_usage, req.server_address or "", req.provider)
-            and (req.server_address, req.server_port) not in self.refusing
+            and endpoint_of(req) not in self.refusing
         ):
             asked = replace_arg(args, kwargs, 1, "options", with_stream_usage(options))
             req.attributes = {**(req.attributes or {}), sc.STREAM_USAGE_INJECTED: True}
@@ -436,10 +436,9 @@ class OpenAIHooks(StainlessHooks):
     def sync_call(self, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
         if skip():
             return wrapped(*args, **kwargs)
-        planned = start(self.site, self.begin, instance, args, kwargs)
-        if planned is None or planned[0] is None:
+        plan, args, kwargs = start(self.site, self.begin, instance, args, kwargs) or (None, args, kwargs)
+        if plan is None:
             return wrapped(*args, **kwargs)
-        plan, args, kwargs = planned
         if not isinstance(plan, Resendable):
             return self._handle(plan, send(plan.call, wrapped, args, kwargs), False)
         return self._handle(plan, send_resending(plan, self.refusing, wrapped, args, kwargs), False)
@@ -447,10 +446,9 @@ class OpenAIHooks(StainlessHooks):
     async def async_call(self, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
         if skip():
             return await wrapped(*args, **kwargs)
-        planned = start(self.site, self.begin, instance, args, kwargs)
-        if planned is None or planned[0] is None:
+        plan, args, kwargs = start(self.site, self.begin, instance, args, kwargs) or (None, args, kwargs)
+        if plan is None:
             return await wrapped(*args, **kwargs)
-        plan, args, kwargs = planned
         if not isinstance(plan, Resendable):
             return self._handle(plan, await send_async(plan.call, wrapped(*args, **kwargs)), True)
         resent = await send_resending_async(plan, self.refusing, wrapped, args, kwargs)

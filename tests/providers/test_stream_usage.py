@@ -316,3 +316,72 @@ def test_refusing_endpoints_is_bounded() -> None:
     table.add(("h", 3))
     assert len(table) == 2
     assert ("h", 1) not in table and ("h", 2) in table and ("h", 3) in table
+
+
+# --- litellm to an OpenAI-compatible server -------------------------------------------------------
+
+
+def _litellm_chunks(emu: OpenAIEmulator, model: str = "openai/gpt-4o", **kw: Any) -> list[Any]:
+    import litellm
+
+    got = litellm.completion(
+        model=model, messages=MSGS, api_base=emu.base_url, api_key=API_KEY, stream=True, **kw
+    )
+    return list(got)
+
+
+async def _litellm_achunks(emu: OpenAIEmulator, model: str = "openai/gpt-4o") -> list[Any]:
+    import litellm
+
+    got = await litellm.acompletion(
+        model=model, messages=MSGS, api_base=emu.base_url, api_key=API_KEY, stream=True
+    )
+    return [chunk async for chunk in got]
+
+
+@pytest.mark.parametrize("model", ["openai/gpt-4o", "hosted_vllm/my-model"])
+def test_litellm_default_asks_a_loopback_server_for_usage(
+    telemetry: Any, openai_emulator: OpenAIEmulator, model: str
+) -> None:
+    pytest.importorskip("litellm")
+    openai_emulator.push(REPLY)
+    chunks = _litellm_chunks(openai_emulator, model)
+    assert sent_stream_options(openai_emulator) == [{"include_usage": True}]
+    assert all(getattr(chunk, "usage", None) is None for chunk in chunks)
+    a = attrs(telemetry.one_llm_span())
+    assert (a[sc.USAGE_INPUT_TOKENS], a[sc.USAGE_OUTPUT_TOKENS]) == (1000, 500)
+    assert (openai_emulator.served.prompt_tokens, openai_emulator.served.completion_tokens) == (1000, 500)
+
+
+def test_litellm_refusal_is_resent_once_and_remembered(telemetry: Any, refusing: OpenAIEmulator) -> None:
+    pytest.importorskip("litellm")
+    refusing.push(REPLY, REPLY, REPLY)
+    first = _litellm_chunks(refusing)
+    assert "".join(c.choices[0].delta.content or "" for c in first if c.choices)
+    assert sent_stream_options(refusing) == [{"include_usage": True}, None]
+    a = attrs(telemetry.one_llm_span())
+    assert a[sc.STREAM_USAGE_RETRIED] is True and a[sc.USAGE_SOURCE] == "missing"
+    assert sc.ERROR_TYPE not in a
+
+    asyncio.run(_litellm_achunks(refusing))
+    assert sent_stream_options(refusing) == [{"include_usage": True}, None, None]
+    assert len(telemetry.llm_spans()) == 2
+
+
+def test_litellm_async_refusal_is_resent_once(telemetry: Any, refusing: OpenAIEmulator) -> None:
+    pytest.importorskip("litellm")
+    chunks = asyncio.run(_litellm_achunks(refusing))
+    assert chunks
+    assert sent_stream_options(refusing) == [{"include_usage": True}, None]
+    assert attrs(telemetry.one_llm_span())[sc.STREAM_USAGE_RETRIED] is True
+
+
+def test_litellm_caller_who_set_stream_options_gets_the_refusal(
+    telemetry: Any, refusing: OpenAIEmulator
+) -> None:
+    litellm = pytest.importorskip("litellm")
+    with pytest.raises((litellm.BadRequestError, litellm.UnprocessableEntityError)) as raised:
+        _litellm_chunks(refusing, stream_options={"include_usage": True})
+    assert getattr(raised.value, "status_code", None) in (400, 422)
+    assert sent_stream_options(refusing) == [{"include_usage": True}]
+    assert sc.STREAM_USAGE_RETRIED not in attrs(telemetry.one_llm_span())
