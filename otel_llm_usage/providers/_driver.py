@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+
 from .._finalise import drain, pending
 from .._guard import report
 from ..budgets import BudgetExceeded
@@ -36,14 +38,15 @@ class Plan:
 
 
 def skip() -> bool:
-    """Whether to pass a call through untouched: an outer instrumented call records it.
+    """Whether to pass a call through untouched: an outer instrumented call records it, or the
+    application suppressed instrumentation (`suppress_instrumentation()`).
 
     Also the moment to end calls whose streams the cycle collector freed (see `_finalise`): this
     thread holds no lock of the package here.
     """
     if pending:
         drain()
-    return in_llm_call.get()
+    return in_llm_call.get() or not is_instrumentation_enabled()
 
 
 def start(site: str, begin: Callable[..., T], *args: Any) -> T | None:
