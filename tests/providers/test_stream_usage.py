@@ -139,10 +139,25 @@ def test_known_and_off_leave_a_loopback_request_alone(
     assert attrs(t.one_llm_span())[sc.USAGE_SOURCE] == "missing"
 
 
-def test_default_mode_is_always() -> None:
+def test_default_mode_is_always_and_the_environment_still_chooses(monkeypatch: pytest.MonkeyPatch) -> None:
     from otel_llm_usage.config import Options
 
+    monkeypatch.delenv("OTEL_LLM_USAGE_STREAM_USAGE", raising=False)
     assert Options.resolve({}).stream_usage == "always"
+    for mode in ("known", "off", "always"):
+        monkeypatch.setenv("OTEL_LLM_USAGE_STREAM_USAGE", mode)
+        assert Options.resolve({}).stream_usage == mode
+
+
+def test_suppressed_instrumentation_leaves_the_request_alone(
+    telemetry: Any, openai_emulator: OpenAIEmulator
+) -> None:
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    with suppress_instrumentation():
+        stream(openai_emulator)
+    assert sent_stream_options(openai_emulator) == [None]
+    assert telemetry.llm_spans() == []
 
 
 # --- a server that refuses stream_options --------------------------------------------------------
