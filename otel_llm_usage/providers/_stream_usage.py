@@ -20,7 +20,7 @@ from .. import semconv as sc
 from .._guard import report
 from ..context import in_llm_call
 from ..recorder import CallRequest, LLMCall
-from ._driver import Args, Kwargs, Plan
+from ._driver import Args, CallHooks, Kwargs, Plan, send, skip, start
 
 REFUSAL_STATUSES = frozenset({400, 422})
 # What a refusal of the parameter says: its name, or a complaint about a field the server does not
@@ -164,3 +164,31 @@ async def send_resending_async(
     finally:
         call.deactivate()
         in_llm_call.reset(token)
+
+
+class ResendingHooks(CallHooks):
+    """The driver's sequence (`CallHooks.sync_call`), with a request that `begin` planned as
+    `Resendable` sent by `send_resending`. Subclasses set `refusing` and skip endpoints in it."""
+
+    refusing: RefusingEndpoints
+
+    def sync_call(self, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
+        if skip():
+            return wrapped(*args, **kwargs)
+        plan, args, kwargs = start(self.site, self.begin, instance, args, kwargs) or (None, args, kwargs)
+        if plan is None:
+            return wrapped(*args, **kwargs)
+        if not isinstance(plan, Resendable):
+            return self._handle(plan, send(plan.call, wrapped, args, kwargs), False)
+        return self._handle(plan, send_resending(plan, self.refusing, wrapped, args, kwargs), False)
+
+    async def async_call(self, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
+        if skip():
+            return await wrapped(*args, **kwargs)
+        plan, args, kwargs = start(self.site, self.begin, instance, args, kwargs) or (None, args, kwargs)
+        if plan is None:
+            return await wrapped(*args, **kwargs)
+        if not isinstance(plan, Resendable):
+            return await self.send_awaitable(plan, wrapped(*args, **kwargs))
+        resent = await send_resending_async(plan, self.refusing, wrapped, args, kwargs)
+        return self._handle(plan, resent, True)

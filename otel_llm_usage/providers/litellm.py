@@ -29,9 +29,9 @@ from ..recorder import CallRequest, CallResult, Recorder
 from ..streams import AsyncStreamProxy, SyncStreamProxy
 from ..usage import TokenUsage, as_count
 from . import openai as openai_provider
-from ._driver import Args, CallHooks, Kwargs, Plan, replace_arg, send, skip, start
+from ._driver import Args, Kwargs, Plan, replace_arg
 from ._fields import as_cost, get, get_str
-from ._stream_usage import RefusingEndpoints, Resendable, endpoint_of, send_resending, send_resending_async
+from ._stream_usage import RefusingEndpoints, Resendable, ResendingHooks, endpoint_of
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +338,7 @@ def build_wrappers(recorder: Recorder, options: Options) -> dict[tuple[str, str]
     return {TARGETS[0]: hooks.sync_call, TARGETS[1]: hooks.async_call}
 
 
-class LiteLLMHooks(CallHooks):
+class LiteLLMHooks(ResendingHooks):
     """The wrappers installed on litellm's dispatch, bound to one recorder and its options."""
 
     site = "litellm"
@@ -403,29 +403,6 @@ class LiteLLMHooks(CallHooks):
             return plan, *asked
         call = self.rec.start(req)  # BudgetExceeded propagates by design
         return Plan(call, kind, stream), args, kwargs
-
-    # The driver's sequence (`CallHooks.sync_call`), with a refused request asking for stream usage
-    # sent again as the caller wrote it (see `_stream_usage`).
-    def sync_call(self, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
-        if skip():
-            return wrapped(*args, **kwargs)
-        plan, args, kwargs = start(self.site, self.begin, instance, args, kwargs) or (None, args, kwargs)
-        if plan is None:
-            return wrapped(*args, **kwargs)
-        if not isinstance(plan, Resendable):
-            return self._handle(plan, send(plan.call, wrapped, args, kwargs), False)
-        return self._handle(plan, send_resending(plan, self.refusing, wrapped, args, kwargs), False)
-
-    async def async_call(self, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
-        if skip():
-            return await wrapped(*args, **kwargs)
-        plan, args, kwargs = start(self.site, self.begin, instance, args, kwargs) or (None, args, kwargs)
-        if plan is None:
-            return await wrapped(*args, **kwargs)
-        if not isinstance(plan, Resendable):
-            return await self.send_awaitable(plan, wrapped(*args, **kwargs))
-        resent = await send_resending_async(plan, self.refusing, wrapped, args, kwargs)
-        return self._handle(plan, resent, True)
 
     def handle(self, plan: Plan, result: Any, is_async: bool) -> Any:
         call = plan.call

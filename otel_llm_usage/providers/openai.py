@@ -20,10 +20,10 @@ from ..config import Options
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..streams import Accumulator
 from ..usage import TokenUsage, as_count
-from ._driver import Args, Kwargs, Plan, replace_arg, send, send_async, skip, start
+from ._driver import Args, Kwargs, Plan, replace_arg
 from ._fields import as_cost, fields, get, get_str, sampling_attributes
 from ._stainless import StainlessHooks
-from ._stream_usage import RefusingEndpoints, Resendable, endpoint_of, send_resending, send_resending_async
+from ._stream_usage import RefusingEndpoints, Resendable, ResendingHooks, endpoint_of
 
 LIBRARY = "openai"
 TARGETS = (
@@ -387,7 +387,7 @@ def build_wrappers(recorder: Recorder, options: Options) -> dict[tuple[str, str]
     return {TARGETS[0]: hooks.sync_call, TARGETS[1]: hooks.async_call}
 
 
-class OpenAIHooks(StainlessHooks):
+class OpenAIHooks(ResendingHooks, StainlessHooks):
     """The wrappers installed on the SDK, bound to one recorder and its options.
 
     A subclass serves another SDK of the same template: `library` is its package, `operations` the
@@ -430,29 +430,6 @@ class OpenAIHooks(StainlessHooks):
             plan = Resendable(self.rec.start(req), CHUNKS_HIDING_USAGE, CHUNKS, args, kwargs)
             return plan, *asked
         return Plan(self.rec.start(req), kind), args, kwargs
-
-    # The driver's sequence (`CallHooks.sync_call`), with a refused request asking for stream usage
-    # sent again as the caller wrote it.
-    def sync_call(self, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
-        if skip():
-            return wrapped(*args, **kwargs)
-        plan, args, kwargs = start(self.site, self.begin, instance, args, kwargs) or (None, args, kwargs)
-        if plan is None:
-            return wrapped(*args, **kwargs)
-        if not isinstance(plan, Resendable):
-            return self._handle(plan, send(plan.call, wrapped, args, kwargs), False)
-        return self._handle(plan, send_resending(plan, self.refusing, wrapped, args, kwargs), False)
-
-    async def async_call(self, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
-        if skip():
-            return await wrapped(*args, **kwargs)
-        plan, args, kwargs = start(self.site, self.begin, instance, args, kwargs) or (None, args, kwargs)
-        if plan is None:
-            return await wrapped(*args, **kwargs)
-        if not isinstance(plan, Resendable):
-            return self._handle(plan, await send_async(plan.call, wrapped(*args, **kwargs)), True)
-        resent = await send_resending_async(plan, self.refusing, wrapped, args, kwargs)
-        return self._handle(plan, resent, True)
 
     def read(self, response: Any) -> CallResult:
         return result_from(response, self.capture)
