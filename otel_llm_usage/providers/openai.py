@@ -327,9 +327,10 @@ class ChunkAccumulator:
         if self.hide_usage_chunk:
             # A server asked for usage sends `"usage": null` in every other chunk; unasked, none.
             # Forgetting the key keeps `to_dict()` / `to_json()` what the caller would have had.
-            fields_set = getattr(chunk, "__pydantic_fields_set__", None)
-            if fields_set is not None:
-                fields_set.discard("usage")
+            try:
+                chunk.__pydantic_fields_set__.discard("usage")
+            except AttributeError:  # not a pydantic 2 model: nothing to forget
+                pass
         if self.vendor_field is not None and self.usage is None:
             usage = get(get(chunk, self.vendor_field), "usage")
             if usage is not None:  # the caller did not ask for it: the chunk stays theirs
