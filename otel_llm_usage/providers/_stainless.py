@@ -6,13 +6,15 @@ point passes (`create`, `parse`, the `stream()` helpers, `with_raw_response`,
 `Stream` / `AsyncStream`, an `APIResponse` / `AsyncAPIResponse` or (openai) a `LegacyAPIResponse`.
 `StainlessHooks.handle` turns each into what the caller gets, ending the call now or when the
 stream or raw response ends. A provider module supplies `begin` (describe and start the call),
-`read` (a response object or its JSON body -> `CallResult`) and `accumulator` (its stream reader).
+`extract` (a response object or its JSON body, and whether content is captured -> `CallResult`)
+and `accumulator` (its stream reader).
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ..recorder import CallResult, LLMCall
@@ -52,12 +54,12 @@ def sdk_classes(library: str) -> SdkClasses:
 
 
 class StainlessHooks(CallHooks):
-    """`handle` for a Stainless SDK named by `library`; subclasses add `begin`, `read`, `accumulator`."""
+    """`handle` for a Stainless SDK named by `library`; subclasses add `begin`, `extract`, `accumulator`."""
 
     library = ""
-
-    def read(self, response: Any) -> CallResult:
-        raise NotImplementedError
+    capture = False
+    # A staticmethod of the provider's pure `result_from`: called without a frame of ours in between.
+    extract: Callable[[Any, bool], CallResult]
 
     def accumulator(self, call: LLMCall, kind: str) -> Accumulator:
         raise NotImplementedError
@@ -66,7 +68,7 @@ class StainlessHooks(CallHooks):
         call, kind = plan.call, plan.kind
         sdk = sdk_classes(self.library)
         if isinstance(result, sdk.model):
-            call.finish(self.read(result))
+            call.finish(self.extract(result, self.capture))
             return result
         if isinstance(result, sdk.stream):
             return SyncStreamProxy(result, call, self.accumulator(call, kind))
@@ -74,18 +76,18 @@ class StainlessHooks(CallHooks):
             return AsyncStreamProxy(result, call, self.accumulator(call, kind))
         if sdk.legacy_response is not None and isinstance(result, sdk.legacy_response):
             if not getattr(result, "_stream", False):
-                call.finish(self.read(result.parse()))  # parse() caches: no double work
+                call.finish(self.extract(result.parse(), self.capture))  # parse() caches: no double work
                 return result
             return self._raw(RawResponseProxy, result, call, kind)
         if isinstance(result, sdk.api_response | sdk.async_api_response):
             # A plain `with_raw_response` body is read already; a streaming one is read later.
             body = None if call.req.stream else json_body(result.http_response)
             if body is not None:
-                call.finish(self.read(body))
+                call.finish(self.extract(body, self.capture))
                 return result
             proxy = AsyncRawResponseProxy if isinstance(result, sdk.async_api_response) else RawResponseProxy
             return self._raw(proxy, result, call, kind)
-        call.finish(self.read(result))
+        call.finish(self.extract(result, self.capture))
         return result
 
     def _raw(self, proxy: type[RawResponseProxy], raw: Any, call: LLMCall, kind: str) -> Any:
@@ -99,7 +101,7 @@ class StainlessHooks(CallHooks):
             return SyncStreamProxy(parsed, call, self.accumulator(call, kind))
         if isinstance(parsed, sdk.async_stream):
             return AsyncStreamProxy(parsed, call, self.accumulator(call, kind))
-        call.finish(self.read(parsed))
+        call.finish(self.extract(parsed, self.capture))
         return parsed
 
     def finish_raw(self, call: LLMCall, raw: Any) -> None:
@@ -108,6 +110,6 @@ class StainlessHooks(CallHooks):
             return
         body = None if call.req.stream else json_body(getattr(raw, "http_response", None))
         if body is not None:
-            call.finish(self.read(body))
+            call.finish(self.extract(body, self.capture))
         else:
             call.finish(None, incomplete=True)

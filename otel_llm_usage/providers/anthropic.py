@@ -325,8 +325,7 @@ class AnthropicHooks(StainlessHooks):
                 report("anthropic.native_span", exc)
         return Plan(call), args, kwargs
 
-    def read(self, response: Any) -> CallResult:
-        return result_from(response, self.capture)
+    extract = staticmethod(result_from)
 
     def accumulator(self, call: LLMCall, kind: str) -> Accumulator:
         return MessageStreamAccumulator(self.capture)

@@ -432,8 +432,7 @@ class OpenAIHooks(ResendingHooks, StainlessHooks):
             return plan, *asked
         return Plan(self.rec.start(req), kind), args, kwargs
 
-    def read(self, response: Any) -> CallResult:
-        return result_from(response, self.capture)
+    extract = staticmethod(result_from)
 
     def accumulator(self, call: LLMCall, kind: str) -> Accumulator:
         if kind == RESPONSES:

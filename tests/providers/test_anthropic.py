@@ -773,7 +773,7 @@ def test_internal_failure_never_reaches_the_caller(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("extractor bug")
 
-    monkeypatch.setattr(provider, "result_from", broken)
+    monkeypatch.setattr(provider.AnthropicHooks, "extract", staticmethod(broken))
     monkeypatch.setattr(provider.MessageStreamAccumulator, "add", broken)
     c = client(emu)
     assert create(c).content

@@ -480,7 +480,7 @@ def test_internal_failure_never_reaches_the_caller(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("extractor bug")
 
-    monkeypatch.setattr(openai_provider, "result_from", broken)
+    monkeypatch.setattr(openai_provider.OpenAIHooks, "extract", staticmethod(broken))
     monkeypatch.setattr(openai_provider.ChunkAccumulator, "add", broken)
     c = client(emu)
     assert create(c).choices[0].message.content
