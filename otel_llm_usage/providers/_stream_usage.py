@@ -16,11 +16,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+
 from .. import semconv as sc
+from .._finalise import drain, pending
 from .._guard import report
+from ..budgets import BudgetExceeded
 from ..context import in_llm_call
 from ..recorder import CallRequest, LLMCall
-from ._driver import Args, CallHooks, Kwargs, Plan, send, skip, start
+from ._driver import Args, CallHooks, Kwargs, Plan, send
 
 REFUSAL_STATUSES = frozenset({400, 422})
 # What a refusal of the parameter says: its name, or a complaint about a field the server does not
@@ -167,28 +171,45 @@ async def send_resending_async(
 
 
 class ResendingHooks(CallHooks):
-    """The driver's sequence (`CallHooks.sync_call`), with a request that `begin` planned as
-    `Resendable` sent by `send_resending`. Subclasses set `refusing` and skip endpoints in it."""
+    """The driver's sequence (`CallHooks.sync_call`, written out as there for the same reason), with
+    a request that `begin` planned as `Resendable` sent by `send_resending`. Subclasses set
+    `refusing` and leave out of their plans the endpoints in it."""
 
     refusing: RefusingEndpoints
 
     def sync_call(self, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
-        if skip():
+        if pending:
+            drain()
+        if in_llm_call.get() or not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
-        plan, args, kwargs = start(self.site, self.begin, instance, args, kwargs) or (None, args, kwargs)
+        try:
+            plan, args, kwargs = self.begin(instance, args, kwargs)
+        except BudgetExceeded:
+            raise
+        except Exception as exc:
+            report(f"{self.site}.start", exc)
+            plan = None
         if plan is None:
             return wrapped(*args, **kwargs)
-        if not isinstance(plan, Resendable):
-            return self._handle(plan, send(plan.call, wrapped, args, kwargs), False)
-        return self._handle(plan, send_resending(plan, self.refusing, wrapped, args, kwargs), False)
+        if type(plan) is Resendable:
+            return self._handle(plan, send_resending(plan, self.refusing, wrapped, args, kwargs), False)
+        return self._handle(plan, send(plan.call, wrapped, args, kwargs), False)
 
     async def async_call(self, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
-        if skip():
+        if pending:
+            drain()
+        if in_llm_call.get() or not is_instrumentation_enabled():
             return await wrapped(*args, **kwargs)
-        plan, args, kwargs = start(self.site, self.begin, instance, args, kwargs) or (None, args, kwargs)
+        try:
+            plan, args, kwargs = self.begin(instance, args, kwargs)
+        except BudgetExceeded:
+            raise
+        except Exception as exc:
+            report(f"{self.site}.start", exc)
+            plan = None
         if plan is None:
             return await wrapped(*args, **kwargs)
-        if not isinstance(plan, Resendable):
-            return await self.send_awaitable(plan, wrapped(*args, **kwargs))
-        resent = await send_resending_async(plan, self.refusing, wrapped, args, kwargs)
-        return self._handle(plan, resent, True)
+        if type(plan) is Resendable:
+            resent = await send_resending_async(plan, self.refusing, wrapped, args, kwargs)
+            return self._handle(plan, resent, True)
+        return await self.send_awaitable(plan, wrapped(*args, **kwargs))
