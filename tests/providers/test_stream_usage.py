@@ -400,3 +400,13 @@ def test_litellm_caller_who_set_stream_options_gets_the_refusal(
     assert getattr(raised.value, "status_code", None) in (400, 422)
     assert sent_stream_options(refusing) == [{"include_usage": True}]
     assert sc.STREAM_USAGE_RETRIED not in attrs(telemetry.one_llm_span())
+
+
+def test_refusal_through_the_stream_helper(telemetry: Any, refusing: OpenAIEmulator) -> None:
+    refusing.push(REPLY)
+    with client(refusing).chat.completions.stream(model="gpt-4o", messages=MSGS) as events:
+        final = events.get_final_completion()
+    assert final.choices[0].message.content == "This is a deterministic reply from the OpenAI emulator."
+    assert final.usage is None  # as without instrumentation: nobody asked
+    assert sent_stream_options(refusing) == [{"include_usage": True}, None]
+    assert attrs(telemetry.one_llm_span())[sc.STREAM_USAGE_RETRIED] is True
