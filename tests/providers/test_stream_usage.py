@@ -410,3 +410,16 @@ def test_refusal_through_the_stream_helper(telemetry: Any, refusing: OpenAIEmula
     assert final.usage is None  # as without instrumentation: nobody asked
     assert sent_stream_options(refusing) == [{"include_usage": True}, None]
     assert attrs(telemetry.one_llm_span())[sc.STREAM_USAGE_RETRIED] is True
+
+
+def test_known_mode_resends_too_for_an_azure_api_version_that_refuses(instrument_with: Any) -> None:
+    t = instrument_with(stream_usage="known")
+    with OpenAIEmulator(stream_options="reject") as emu:
+        azure = openai.AzureOpenAI(
+            azure_endpoint=emu.azure_endpoint, api_version="2024-02-01", api_key=API_KEY, max_retries=0
+        )
+        chunks = list(azure.chat.completions.create(model="my-deployment", messages=MSGS, stream=True))
+        assert len(chunks) == 3
+        assert sent_stream_options(emu) == [{"include_usage": True}, None]
+    a = attrs(t.one_llm_span())
+    assert a[sc.PROVIDER_NAME] == "azure.ai.openai" and a[sc.STREAM_USAGE_RETRIED] is True
