@@ -26,7 +26,7 @@ import otel_llm_usage
 from emulators import AnthropicEmulator, AnthropicReply, Reply
 from otel_llm_usage import semconv as sc
 from otel_llm_usage.registry import FRAMEWORKS
-from otel_llm_usage.scopes import current_run, session_usage
+from otel_llm_usage.runs import current_run, session_usage
 from tests.conftest import Telemetry, make_telemetry
 
 API_KEY = "sk-test-secret-key-0123456789"
