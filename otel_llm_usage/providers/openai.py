@@ -76,7 +76,7 @@ def wants_stream_usage(mode: str, host: str, provider: str) -> bool:
     """Whether to add `stream_options.include_usage` to a streamed call that did not set it.
 
     "always" asks every endpoint (one that refuses it gets the request again without it: see
-    `OpenAIHooks`); "known" asks only OpenAI and Azure OpenAI. A provider that sends usage in its
+    `_stream_usage`); "known" asks only OpenAI and Azure OpenAI. A provider that sends usage in its
     own field unasked (`VENDOR_STREAM_USAGE`) is never asked: its chunks stay as they are.
     """
     if provider in VENDOR_STREAM_USAGE:
