@@ -45,7 +45,6 @@ __all__ = [
     "is_id",
 ]
 
-# framework name -> our module for it (same contract as instrumentor.PROVIDERS).
 T = TypeVar("T")
 
 
