@@ -16,6 +16,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from . import content
 from . import semconv as sc
 from ._guard import report
 from .context import current_scope
@@ -61,6 +62,8 @@ class Settings:
     capture_content: bool = False
     max_content_length: int = 16384
     metric_attributes: tuple[str, ...] = ()
+    content_on_spans: bool = True  # with capture_content: messages as span attributes
+    content_events: bool = False  # with capture_content: the details event through the Logs API
 
 
 def error_type(exc: BaseException) -> str:
@@ -182,8 +185,14 @@ class Recorder:
             attrs[sc.AGENT_NAME] = scope.agent
         if scope.attributes:
             attrs.update(scope.attributes)
-        if self.settings.capture_content and req.input_messages is not None:
-            attrs[sc.INPUT_MESSAGES] = _truncate_json(req.input_messages, self.settings.max_content_length)
+        if (
+            self.settings.content_on_spans
+            and self.settings.capture_content
+            and req.input_messages is not None
+        ):
+            attrs[sc.INPUT_MESSAGES] = content.to_json(
+                content.input_messages(req.input_messages), self.settings.max_content_length
+            )
         name = f"{req.operation} {req.model}" if req.model else req.operation
         span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, start_time=start_time_ns)
         metric_attrs: dict[str, Any] = {sc.OPERATION_NAME: req.operation, sc.PROVIDER_NAME: req.provider}
@@ -345,8 +354,14 @@ class LLMCall:
             attrs[sc.COST_SOURCE] = cost.source
         if total_cost is not None:
             attrs[sc.USAGE_COST] = total_cost
-        if rec.settings.capture_content and res.output_messages is not None:
-            attrs[sc.OUTPUT_MESSAGES] = _truncate_json(res.output_messages, rec.settings.max_content_length)
+        if rec.settings.capture_content and res.output_messages is not None and rec.settings.content_on_spans:
+            attrs[sc.OUTPUT_MESSAGES] = content.to_json(
+                content.output_messages(res.output_messages), rec.settings.max_content_length
+            )
+        if rec.settings.content_events:
+            base = getattr(span, "attributes", None) or {}
+            details = content.event_attributes({**base, **attrs}, req.input_messages, res.output_messages)
+            content.emit_event(span, details)
         take_ledger = getattr(span, "take_ledger", None)  # a LedgerSpan's: cheaper than isinstance
         if take_ledger is not None:
             take_ledger(usage, total_cost)
