@@ -21,6 +21,7 @@ Part = dict[str, Any]
 Message = dict[str, Any]
 
 EVENT_NAME = "gen_ai.client.inference.operation.details"
+_SCOPE = "otel_llm_usage"
 _ROLES = {"model": "assistant", "developer": "system", "chatbot": "assistant", "function": "tool"}
 
 
@@ -234,6 +235,16 @@ def event_attributes(span_attributes: Mapping[str, Any], inputs: Any, outputs: A
 _event_logger: Any = None
 
 
+def use_logger_provider(logger_provider: Any) -> None:
+    """Send the events to this LoggerProvider (None: the global one, resolved when first used)."""
+    global _event_logger
+    from opentelemetry._logs import get_logger
+
+    from .version import __version__
+
+    _event_logger = None if logger_provider is None else get_logger(_SCOPE, __version__, logger_provider)
+
+
 def emit_event(span: Any, attributes: dict[str, Any]) -> None:
     """Emit the details event through the Logs API, in the call span's context.
 
@@ -248,7 +259,7 @@ def emit_event(span: Any, attributes: dict[str, Any]) -> None:
 
     try:
         if _event_logger is None:
-            _event_logger = get_logger("otel_llm_usage", __version__)
+            _event_logger = get_logger(_SCOPE, __version__)
         _event_logger.emit(
             LogRecord(
                 event_name=EVENT_NAME,

@@ -15,6 +15,7 @@ import wrapt
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from . import content
 from ._guard import report
 from ._supported import supported
 from .config import ENV_PROMETHEUS_PORT, Options
@@ -61,10 +62,12 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _instrument(self, **kwargs: Any) -> None:
         tracer_provider = kwargs.pop("tracer_provider", None)
         meter_provider = kwargs.pop("meter_provider", None)
+        logger_provider = kwargs.pop("logger_provider", None)  # for the content events
         # Bad keyword values raise here (the caller's own code); bad environment values have
         # already been warned about and replaced by defaults.
         options = Options.resolve(kwargs)
         self.options = options
+        content.use_logger_provider(logger_provider)
         if options.prometheus_port is not None and meter_provider is None:
             meter_provider = _prometheus(options) or meter_provider
         try:
@@ -171,10 +174,12 @@ def instrument(
 ) -> LLMUsageInstrumentor:
     """Patch every installed LLM client. Idempotent: a second call changes nothing.
 
-    Uses the global tracer and meter providers unless others are given. Options (each also an
-    environment variable, see README): capture_content, max_content_length, stream_usage,
-    providers, metric_attributes, endpoints, prices, rollups, budgets, budget_callback,
-    max_sessions, session_idle_seconds, prometheus_port.
+    Uses the global tracer, meter and logger providers unless others are given (`logger_provider=`
+    receives the content events). Options, each also an environment variable (docs/configuration.md):
+    capture_content, max_content_length, stream_usage, providers, metric_attributes, endpoints,
+    prices, rollups, budgets, budget_callback, max_sessions, session_idle_seconds, prometheus_port,
+    anthropic_native_spans. A bad keyword value raises ValueError naming it; a bad environment value
+    is one warning naming the variable, then the default.
     """
     global _instrumentor
     with _lock:

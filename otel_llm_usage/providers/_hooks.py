@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+
 from .._guard import report
 from ..budgets import BudgetExceeded
 from ..context import in_llm_call
@@ -95,7 +97,7 @@ class CallHooks:
             return result
 
     def sync_call(self, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
-        if in_llm_call.get():
+        if in_llm_call.get() or not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
         plan, args, kwargs = self._begin(instance, args, kwargs)
         if plan is None:
@@ -103,7 +105,7 @@ class CallHooks:
         return self._handle(plan, send(plan.call, wrapped, args, kwargs), False)
 
     async def async_call(self, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
-        if in_llm_call.get():
+        if in_llm_call.get() or not is_instrumentation_enabled():
             return await wrapped(*args, **kwargs)
         plan, args, kwargs = self._begin(instance, args, kwargs)
         if plan is None:
