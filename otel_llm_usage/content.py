@@ -194,7 +194,10 @@ def message_of(message: Any, default_role: str = "user") -> Message:
 
 def input_messages(value: Any) -> list[Message]:
     """A request's messages (a prompt string, a list of strings, or provider messages)."""
-    if isinstance(value, Mapping) and "role" not in value and "parts" not in value and "type" not in value:
+    if isinstance(value, Mapping) and not {"role", "parts", "content", "type"} & value.keys():
+        # Not a message at all (a completion's prompt and suffix, say): its JSON as one text part.
+        return [{"role": "user", "parts": [{"type": "text", "content": _text(dict(value))}]}]
+    if isinstance(value, Mapping):
         value = [value]
     if not isinstance(value, list | tuple):
         value = [value]
@@ -220,13 +223,27 @@ def to_json(messages: list[Message], limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + "…[truncated]"
 
 
-def event_attributes(span_attributes: Mapping[str, Any], inputs: Any, outputs: Any) -> dict[str, Any]:
-    """The details event's attributes: the span's GenAI attributes and structured messages."""
-    attrs = {k: v for k, v in span_attributes.items() if k.startswith(("gen_ai.", "server.", "error."))}
+def event_attributes(request: Any, end_attributes: Mapping[str, Any], outputs: Any) -> dict[str, Any]:
+    """The details event's attributes: the call's GenAI attributes and its structured messages.
+
+    `request` is the call's CallRequest; `end_attributes` what the recorder set when it ended.
+    """
+    attrs: dict[str, Any] = {
+        "gen_ai.operation.name": request.operation,
+        "gen_ai.provider.name": request.provider,
+    }
+    if request.model:
+        attrs["gen_ai.request.model"] = request.model
+    if request.server_address:
+        attrs["server.address"] = request.server_address
+        if request.server_port:
+            attrs["server.port"] = request.server_port
+    for source in (request.attributes or {}, end_attributes):
+        attrs.update((k, v) for k, v in source.items() if k.startswith(("gen_ai.", "error.")))
     attrs.pop("gen_ai.input.messages", None)
     attrs.pop("gen_ai.output.messages", None)
-    if inputs is not None:
-        attrs["gen_ai.input.messages"] = input_messages(inputs)
+    if request.input_messages is not None:
+        attrs["gen_ai.input.messages"] = input_messages(request.input_messages)
     if outputs is not None:
         attrs["gen_ai.output.messages"] = output_messages(outputs)
     return attrs

@@ -359,9 +359,7 @@ class LLMCall:
                 content.output_messages(res.output_messages), rec.settings.max_content_length
             )
         if rec.settings.content_events:
-            base = getattr(span, "attributes", None) or {}
-            details = content.event_attributes({**base, **attrs}, req.input_messages, res.output_messages)
-            content.emit_event(span, details)
+            content.emit_event(span, content.event_attributes(req, attrs, res.output_messages))
         take_ledger = getattr(span, "take_ledger", None)  # a LedgerSpan's: cheaper than isinstance
         if take_ledger is not None:
             take_ledger(usage, total_cost)
