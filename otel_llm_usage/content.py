@@ -12,7 +12,7 @@ them all and anything unrecognised still becomes a text part rather than nothing
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._guard import report
@@ -206,13 +206,20 @@ def input_messages(value: Any) -> list[Message]:
     return [message_of(item) for item in value if item is not None]
 
 
-def output_messages(value: Any) -> list[Message]:
-    """A response's messages; each keeps its finish_reason (the conventions require the key)."""
+def output_messages(value: Any, finish_reasons: Sequence[str] | None = None) -> list[Message]:
+    """A response's messages, each with its finish_reason (the conventions require the key).
+
+    A streamed response's text is gathered without its reason; the call's finish reasons, one per
+    choice in order, fill it in.
+    """
     items = value if isinstance(value, list | tuple) else [value]
+    reasons = list(finish_reasons or ())
     out = []
-    for item in items:
+    for index, item in enumerate(items):
         message = message_of(item, "assistant")
         reason = item.get("finish_reason") if isinstance(item, Mapping) else None
+        if not (isinstance(reason, str) and reason) and index < len(reasons):
+            reason = reasons[index]
         message["finish_reason"] = reason if isinstance(reason, str) and reason else "unknown"
         out.append(message)
     return out
@@ -245,7 +252,9 @@ def event_attributes(request: Any, end_attributes: Mapping[str, Any], outputs: A
     if request.input_messages is not None:
         attrs["gen_ai.input.messages"] = input_messages(request.input_messages)
     if outputs is not None:
-        attrs["gen_ai.output.messages"] = output_messages(outputs)
+        attrs["gen_ai.output.messages"] = output_messages(
+            outputs, end_attributes.get("gen_ai.response.finish_reasons")
+        )
     return attrs
 
 

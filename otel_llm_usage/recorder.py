@@ -356,7 +356,8 @@ class LLMCall:
             attrs[sc.USAGE_COST] = total_cost
         if rec.settings.capture_content and res.output_messages is not None and rec.settings.content_on_spans:
             attrs[sc.OUTPUT_MESSAGES] = content.to_json(
-                content.output_messages(res.output_messages), rec.settings.max_content_length
+                content.output_messages(res.output_messages, res.finish_reasons),
+                rec.settings.max_content_length,
             )
         if rec.settings.content_events:
             content.emit_event(span, content.event_attributes(req, attrs, res.output_messages))
