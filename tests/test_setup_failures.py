@@ -112,3 +112,22 @@ def test_client_older_than_supported_is_skipped_alone(
 def test_instrumentation_dependencies_block_nothing() -> None:
     # Every client is optional: BaseInstrumentor must find no conflict even with none installed.
     assert otel_llm_usage.LLMUsageInstrumentor().instrumentation_dependencies() == ()
+
+
+def test_bad_prices_file_warns_and_calls_are_still_recorded(
+    spans: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    openai_emulator: Any,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Any,
+) -> None:
+    tp, exporter = spans
+    path = tmp_path / "prices.json"
+    path.write_text('{"gpt-4o": {"input": "cheap"}}')
+    monkeypatch.setenv("OTEL_LLM_USAGE_PRICES_FILE", str(path))
+    otel_llm_usage.instrument(tracer_provider=tp)
+    openai_call(openai_emulator)
+    (span,) = llm_spans(exporter)
+    assert span.attributes["gen_ai.usage.cost"] == pytest.approx((10 * 2.5 + 5 * 10) / 1e6)  # genai-prices
+    (message,) = [r.getMessage() for r in caplog.records if "OTEL_LLM_USAGE_PRICES_FILE" in r.getMessage()]
+    assert str(path) in message
