@@ -126,22 +126,26 @@ class Spec:
     env: str
     parse: Callable[[Any], Any]
     default: Any
+    meaning: str = ""  # the default in words, where its value says little ("None", "()")
+
+    def default_text(self) -> str:
+        return self.meaning or _describe(self.default)
 
 
 SPECS: tuple[Spec, ...] = (
     Spec("capture_content", ENV_CAPTURE, cm.parse_mode, cm.NO_CONTENT),
     Spec("max_content_length", ENV_MAX_CONTENT, lambda v: parse_int(v, 1), 16384),
     Spec("stream_usage", ENV_STREAM_USAGE, parse_choice(STREAM_USAGE_MODES), "known"),
-    Spec("providers", ENV_PROVIDERS, parse_providers, None),
-    Spec("metric_attributes", ENV_METRIC_ATTRIBUTES, parse_names, ()),
-    Spec("endpoints", ENV_ENDPOINTS, parse_endpoints, {}),
-    Spec("prices", ENV_PRICES, parse_prices, None),
+    Spec("providers", ENV_PROVIDERS, parse_providers, None, "every installed one"),
+    Spec("metric_attributes", ENV_METRIC_ATTRIBUTES, parse_names, (), "none"),
+    Spec("endpoints", ENV_ENDPOINTS, parse_endpoints, {}, "none"),
+    Spec("prices", ENV_PRICES, parse_prices, None, "the built-in prices"),
     Spec("rollups", ENV_ROLLUPS, parse_bool, True),
-    Spec("budgets", ENV_BUDGETS, parse_budgets, ()),
-    Spec("budget_callback", ENV_BUDGET_CALLBACK, import_object, None),
+    Spec("budgets", ENV_BUDGETS, parse_budgets, (), "no budgets"),
+    Spec("budget_callback", ENV_BUDGET_CALLBACK, import_object, None, "none"),
     Spec("max_sessions", ENV_MAX_SESSIONS, lambda v: parse_int(v, 1), 10_000),
     Spec("session_idle_seconds", ENV_SESSION_IDLE, parse_positive_float, 1800.0),
-    Spec("prometheus_port", ENV_PROMETHEUS_PORT, parse_optional_port, None),
+    Spec("prometheus_port", ENV_PROMETHEUS_PORT, parse_optional_port, None, "no Prometheus endpoint"),
     Spec(
         "anthropic_native_spans",
         ENV_ANTHROPIC_NATIVE_SPANS,
@@ -175,7 +179,7 @@ def from_env(spec: Spec) -> tuple[Any, bool]:
         warn_once(
             spec.env,
             raw,
-            f"{spec.env}={_describe(raw)} is not valid: {exc}; using the default ({_describe(spec.default)})",
+            f"{spec.env}={_describe(raw)} is not valid: {exc}; using the default ({spec.default_text()})",
         )
         return spec.default, False
 
