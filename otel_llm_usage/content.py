@@ -56,6 +56,8 @@ def part_of(block: Any) -> Part | None:
         return {"type": "text", "content": block.get("text", "")}
     if kind in ("thinking", "reasoning") or block.get("thought") is True:
         content = block.get("thinking") or block.get("text") or block.get("summary") or ""
+        if isinstance(content, list):  # OpenAI responses: a summary of text parts
+            content = "".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
         return {"type": "reasoning", "content": _text(content)}
     if kind in ("tool_use", "server_tool_use"):  # Anthropic
         return {

@@ -315,3 +315,101 @@ def test_anthropic_and_gemini_spans_in_the_conventions_shape(
     (out,) = json.loads(ga[sc.OUTPUT_MESSAGES])
     assert out["role"] == "assistant" and out["parts"] == [{"type": "text", "content": "Paris."}]
     assert out["finish_reason"]
+
+
+# --- tool calls in responses, read from the SDKs' own response types ------------------------------
+
+
+def test_openai_chat_response_tool_calls() -> None:
+    from openai.types.chat import ChatCompletion
+
+    from otel_llm_usage.providers import openai as provider
+
+    response = ChatCompletion.model_validate(
+        {
+            "id": "c1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "gpt-4o",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "tool_calls",
+                    "message": {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": "call_1",
+                                "type": "function",
+                                "function": {"name": "weather", "arguments": '{"city": "Paris"}'},
+                            }
+                        ],
+                    },
+                }
+            ],
+        }
+    )
+    result = provider.result_from(response, capture_content=True)
+    assert ct.output_messages(result.output_messages, result.finish_reasons) == [
+        {
+            "role": "assistant",
+            "parts": [
+                {"type": "tool_call", "id": "call_1", "name": "weather", "arguments": {"city": "Paris"}}
+            ],
+            "finish_reason": "tool_calls",
+        }
+    ]
+
+
+def test_anthropic_response_tool_use_and_thinking() -> None:
+    from anthropic.types import Message
+
+    from otel_llm_usage.providers import anthropic as provider
+
+    message = Message.model_validate(
+        {
+            "id": "m1",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-sonnet-4-5",
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 10, "output_tokens": 5},
+            "content": [
+                {"type": "thinking", "thinking": "Look it up.", "signature": "s"},
+                {"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "tu_1", "name": "weather", "input": {"city": "Paris"}},
+            ],
+        }
+    )
+    result = provider.result_from(message, capture_content=True)
+    assert ct.output_messages(result.output_messages) == [
+        {
+            "role": "assistant",
+            "parts": [
+                {"type": "reasoning", "content": "Look it up."},
+                {"type": "text", "content": "Checking."},
+                {"type": "tool_call", "id": "tu_1", "name": "weather", "arguments": {"city": "Paris"}},
+            ],
+            "finish_reason": "tool_use",
+        }
+    ]
+
+
+def test_openai_responses_api_end_to_end(
+    monkeypatch: pytest.MonkeyPatch, openai_emulator: Any, logs: InMemoryLogExporter
+) -> None:
+    import otel_llm_usage
+
+    t = instrumented(monkeypatch, "SPAN_ONLY", logs)
+    try:
+        openai_emulator.push(Reply(text="Paris."))
+        openai.OpenAI(base_url=openai_emulator.base_url, api_key="k", max_retries=0).responses.create(
+            model="gpt-4o", input="Capital of France?"
+        )
+    finally:
+        otel_llm_usage.uninstrument()
+    a = dict(t.one_llm_span().attributes or {})
+    assert json.loads(a[sc.INPUT_MESSAGES]) == EXPECTED_IN
+    (out,) = json.loads(a[sc.OUTPUT_MESSAGES])
+    assert out["role"] == "assistant" and out["parts"] == [{"type": "text", "content": "Paris."}]

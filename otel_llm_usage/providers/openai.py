@@ -25,7 +25,7 @@ from ..config import Options
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..streams import AsyncStreamProxy, SyncStreamProxy
 from ..usage import TokenUsage, as_count
-from ._fields import as_cost, fields, get, get_str, json_body, sampling_attributes
+from ._fields import as_cost, fields, get, get_str, json_body, jsonable, sampling_attributes
 from ._hooks import Args, CallHooks, Kwargs, Plan, replace_arg
 
 LIBRARY = "openai"
@@ -223,9 +223,21 @@ def _output_messages(response: Any) -> list[dict[str, Any]] | None:
             message = get(choice, "message")
             content = get(message, "content") if message is not None else get(choice, "text")
             out.append(
-                {"role": "assistant", "content": content, "finish_reason": get(choice, "finish_reason")}
+                {
+                    "role": "assistant",
+                    "content": content,
+                    "tool_calls": jsonable(get(message, "tool_calls")) if message is not None else None,
+                    "finish_reason": get(choice, "finish_reason"),
+                }
             )
         return out
+    items = get(response, "output")
+    if isinstance(items, list):  # a Responses object: message items hold text, others are calls
+        blocks: list[Any] = []
+        for item in jsonable(items):
+            inner = item.get("content") if isinstance(item, dict) and item.get("type") == "message" else None
+            blocks.extend(inner if isinstance(inner, list) else [item])
+        return [{"role": "assistant", "content": blocks}]
     text = get(response, "output_text")
     if isinstance(text, str):
         return [{"role": "assistant", "content": text}]
