@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._guard import report
+from .semconv import SCHEMA_URL
 
 Part = dict[str, Any]
 Message = dict[str, Any]
@@ -270,7 +271,9 @@ def use_logger_provider(logger_provider: Any) -> None:
 
     from .version import __version__
 
-    _event_logger = None if logger_provider is None else get_logger(_SCOPE, __version__, logger_provider)
+    _event_logger = (
+        None if logger_provider is None else get_logger(_SCOPE, __version__, logger_provider, SCHEMA_URL)
+    )
 
 
 def emit_event(span: Any, attributes: dict[str, Any]) -> None:
@@ -287,7 +290,7 @@ def emit_event(span: Any, attributes: dict[str, Any]) -> None:
 
     try:
         if _event_logger is None:
-            _event_logger = get_logger(_SCOPE, __version__)
+            _event_logger = get_logger(_SCOPE, __version__, schema_url=SCHEMA_URL)
         _event_logger.emit(
             LogRecord(
                 event_name=EVENT_NAME,

@@ -15,10 +15,10 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter as InMemoryLogExporter
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 
+from emulators import AnthropicEmulator, AnthropicReply, GeminiEmulator, GeminiReply, Reply
 from otel_llm_usage import _envparse
 from otel_llm_usage import content as ct
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.emulator import AnthropicEmulator, AnthropicReply, GeminiEmulator, GeminiReply, Reply
 from tests.conftest import Telemetry, make_telemetry
 
 # --- pure conversion, one provider shape at a time -----------------------------------------------
@@ -257,6 +257,10 @@ def test_capture_modes_end_to_end(
     assert event.event_name == "gen_ai.client.inference.operation.details"
     assert event.span_id == span.context.span_id and event.trace_id == span.context.trace_id
     assert event.severity_number is not None and event.severity_number.value == 5
+    (record,) = logs.get_finished_logs()
+    assert (
+        record.instrumentation_scope is not None and record.instrumentation_scope.schema_url == sc.SCHEMA_URL
+    )
     ea = dict(event.attributes or {})
     assert ea[sc.OPERATION_NAME] == "chat" and ea[sc.REQUEST_MODEL] == "gpt-4o"
     assert ea[sc.USAGE_INPUT_TOKENS] == 10

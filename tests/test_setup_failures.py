@@ -16,8 +16,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_llm_usage
+from emulators import AnthropicEmulator, AnthropicReply, Reply
 from otel_llm_usage import _envparse, _supported
-from otel_llm_usage.emulator import AnthropicEmulator, AnthropicReply, Reply
 from otel_llm_usage.exporters import MissingExtraError
 from otel_llm_usage.instrumentor import active_instrumentor
 

@@ -12,8 +12,8 @@ import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 import otel_llm_usage
+from emulators import AnthropicEmulator, AnthropicReply, Reply
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.emulator import AnthropicEmulator, AnthropicReply, Reply
 from tests.conftest import Telemetry
 
 MSGS = [{"role": "user", "content": "What is the capital of France?"}]
