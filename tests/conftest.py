@@ -113,3 +113,15 @@ def semconv_text(role: str, *texts: str, finish_reason: str | None = None) -> di
     if finish_reason is not None:
         message["finish_reason"] = finish_reason
     return message
+
+
+class RefuseEveryCall:
+    """A call listener that refuses every call, as a spent `raise` budget does."""
+
+    def call_starting(self, req: Any, attributes: dict[str, Any], check_budgets: bool) -> object:
+        from otel_llm_usage import BudgetExceeded
+
+        raise BudgetExceeded("process", None, 1.0, 2.0)
+
+    def call_ended(self, call: Any, state: object) -> None:
+        raise AssertionError("a refused call never ends")
