@@ -10,7 +10,7 @@ docs/configuration.md documents this table; keep the two in step.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -48,20 +48,11 @@ STREAM_USAGE_MODES = ("off", "known", "always")
 ANTHROPIC_NATIVE_SPANS_MODES = ("suppress", "keep")
 
 
-def known_providers() -> tuple[str, ...]:
-    from .instrumentor import PROVIDERS  # imported late: the instrumentor imports this module
-
-    return tuple(PROVIDERS)
-
-
 def parse_providers(value: Any) -> tuple[str, ...]:
+    """Provider names (checked against the registry by `Options.resolve`, which knows it)."""
     names = parse_names(value)
-    known = known_providers()
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise ValueError(f"unknown provider(s) {unknown}; known: {', '.join(known)}")
     if not names:
-        raise ValueError(f"an empty list patches nothing; known: {', '.join(known)}")
+        raise ValueError("an empty list patches nothing")
     return names
 
 
@@ -165,13 +156,6 @@ def from_env(spec: Spec) -> tuple[Any, bool]:
     """The option's value from its variable and whether it came from there (else the default)."""
     raw = env(spec.env)
     if raw is None:
-        if spec.name == "providers" and spec.env in os.environ:  # set, but blank
-            warn_once(
-                spec.env,
-                "",
-                f"{spec.env} is set but empty, which would patch nothing; valid: a comma-separated "
-                f"list of {', '.join(known_providers())}; patching every installed one",
-            )
         return spec.default, False
     try:
         return spec.parse(raw), True
@@ -182,6 +166,35 @@ def from_env(spec: Spec) -> tuple[Any, bool]:
             f"{spec.env}={_describe(raw)} is not valid: {exc}; using the default ({spec.default_text()})",
         )
         return spec.default, False
+
+
+def _check_providers(
+    values: dict[str, Any], sourced: set[str], from_code: bool, known: Sequence[str]
+) -> None:
+    names = values["providers"]
+    if names is None and not from_code and ENV_PROVIDERS in os.environ and known:  # set, but blank
+        warn_once(
+            ENV_PROVIDERS,
+            "",
+            f"{ENV_PROVIDERS} is set but empty, which would patch nothing; valid: a comma-separated "
+            f"list of {', '.join(known)}; patching every installed one",
+        )
+    if names is None or not known:
+        return
+    unknown = [name for name in names if name not in known]
+    if not unknown:
+        return
+    problem = f"unknown provider(s) {unknown}; known: {', '.join(known)}"
+    if from_code:
+        raise ValueError(f"instrument(providers={_describe(list(names))}): {problem}")
+    raw = os.environ.get(ENV_PROVIDERS, "")
+    warn_once(
+        ENV_PROVIDERS,
+        raw,
+        f"{ENV_PROVIDERS}={raw!r} is not valid: {problem}; using the default (every installed one)",
+    )
+    values["providers"] = None
+    sourced.discard("providers")
 
 
 @dataclass(frozen=True)
@@ -214,7 +227,8 @@ class Options:
         return self.content_on_spans or self.content_events
 
     @classmethod
-    def resolve(cls, kwargs: Mapping[str, Any]) -> Options:
+    def resolve(cls, kwargs: Mapping[str, Any], known_providers: Sequence[str] = ()) -> Options:
+        """The options from keyword arguments and the environment; `known_providers` checks names."""
         unknown = set(kwargs) - set(SPEC_BY_NAME)
         if unknown:
             raise TypeError(
@@ -233,6 +247,7 @@ class Options:
             values[spec.name], was_env = from_env(spec)
             if was_env:
                 sourced.add(spec.name)
+        _check_providers(values, sourced, kwargs.get("providers") is not None, known_providers)
         cm.check_stability_opt_in()
         mode = values["capture_content"]
         values["endpoints"] = dict(values["endpoints"])

@@ -69,7 +69,7 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         logger_provider = kwargs.pop("logger_provider", None)  # for the content events
         # Bad keyword values raise here (the caller's own code); bad environment values have
         # already been warned about and replaced by defaults.
-        options = Options.resolve(kwargs)
+        options = Options.resolve(kwargs, tuple(PROVIDERS))
         self.options = options
         content.use_logger_provider(logger_provider)
         if options.prometheus_port is not None and meter_provider is None:

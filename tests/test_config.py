@@ -13,13 +13,17 @@ import otel_llm_usage
 from otel_llm_usage import _envparse
 from otel_llm_usage.budgets import Budget
 from otel_llm_usage.config import SPECS, Options
-from otel_llm_usage.instrumentor import active_instrumentor
+from otel_llm_usage.instrumentor import PROVIDERS, active_instrumentor
 from otel_llm_usage.pricing import ModelPrice
 
 ALL_ENV = [spec.env for spec in SPECS] + [
     "OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT",
     "OTEL_SEMCONV_STABILITY_OPT_IN",
 ]
+
+
+def resolve(kwargs: dict[str, Any]) -> Options:
+    return Options.resolve(kwargs, tuple(PROVIDERS))
 
 
 def budget_hook(info: dict[str, Any]) -> None:
@@ -40,7 +44,7 @@ def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
 def resolve_env(monkeypatch: pytest.MonkeyPatch, **env: str) -> Options:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    return Options.resolve({})
+    return resolve({})
 
 
 # --- every option has an environment form, parsed to the same value as the keyword --------------
@@ -102,7 +106,7 @@ def test_environment_and_keyword_mean_the_same(
     assert getattr(from_env, name) == expected
     assert name in from_env.from_env
     monkeypatch.delenv(env)
-    from_code = Options.resolve({name: code})
+    from_code = resolve({name: code})
     assert getattr(from_code, name) == expected
     assert name not in from_code.from_env
     assert warnings_of(caplog) == []
@@ -110,7 +114,7 @@ def test_environment_and_keyword_mean_the_same(
 
 def test_keyword_wins_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_LLM_USAGE_MAX_SESSIONS", "50")
-    assert Options.resolve({"max_sessions": 7}).max_sessions == 7
+    assert resolve({"max_sessions": 7}).max_sessions == 7
 
 
 def test_budgets_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -172,7 +176,7 @@ def test_bad_environment_value_warns_once_and_falls_back(
 ) -> None:
     options = resolve_env(monkeypatch, **{env: raw})
     assert getattr(options, name) == default
-    Options.resolve({})  # instrumenting again does not repeat the warning
+    resolve({})  # instrumenting again does not repeat the warning
     (message,) = warnings_of(caplog)
     assert env in message and repr(raw) in message and valid in message and "default" in message
 
@@ -227,7 +231,7 @@ def test_bad_keyword_raises_value_error_naming_it(name: str, value: Any) -> None
 
 def test_unknown_keyword_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="prometheus_prot"):
-        Options.resolve({"prometheus_prot": 9464})
+        resolve({"prometheus_prot": 9464})
 
 
 # --- content capture modes, as opentelemetry-util-genai reads them --------------------------------
@@ -260,7 +264,7 @@ def test_capture_modes(
 
 
 def test_capture_content_true_in_code_is_span_only() -> None:
-    options = Options.resolve({"capture_content": True})
+    options = resolve({"capture_content": True})
     assert options.capture_content == "SPAN_ONLY" and options.content_on_spans and not options.content_events
 
 
