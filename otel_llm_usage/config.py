@@ -10,11 +10,12 @@ docs/configuration.md documents this table; keep the two in step.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from . import content_mode as cm
+from . import registry
 from ._envparse import (
     env,
     import_object,
@@ -34,6 +35,7 @@ ENV_CAPTURE = cm.ENV_CAPTURE
 ENV_MAX_CONTENT = "OTEL_LLM_USAGE_MAX_CONTENT_LENGTH"
 ENV_STREAM_USAGE = "OTEL_LLM_USAGE_STREAM_USAGE"
 ENV_PROVIDERS = "OTEL_LLM_USAGE_PROVIDERS"
+ENV_FRAMEWORKS = "OTEL_LLM_USAGE_FRAMEWORKS"
 ENV_METRIC_ATTRIBUTES = "OTEL_LLM_USAGE_METRIC_ATTRIBUTES"
 ENV_ENDPOINTS = "OTEL_LLM_USAGE_ENDPOINTS"
 ENV_PRICES = "OTEL_LLM_USAGE_PRICES"
@@ -128,6 +130,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("max_content_length", ENV_MAX_CONTENT, lambda v: parse_int(v, 1), 16384),
     Spec("stream_usage", ENV_STREAM_USAGE, parse_choice(STREAM_USAGE_MODES), "known"),
     Spec("providers", ENV_PROVIDERS, parse_providers, None, "every installed one"),
+    Spec("frameworks", ENV_FRAMEWORKS, parse_names, None, "every installed one"),
     Spec("metric_attributes", ENV_METRIC_ATTRIBUTES, parse_names, (), "none"),
     Spec("endpoints", ENV_ENDPOINTS, parse_endpoints, {}, "none"),
     Spec("prices", ENV_PRICES, parse_prices, None, "the built-in prices"),
@@ -168,33 +171,44 @@ def from_env(spec: Spec) -> tuple[Any, bool]:
         return spec.default, False
 
 
-def _check_providers(
-    values: dict[str, Any], sourced: set[str], from_code: bool, known: Sequence[str]
-) -> None:
-    names = values["providers"]
-    if names is None and not from_code and ENV_PROVIDERS in os.environ and known:  # set, but blank
-        warn_once(
-            ENV_PROVIDERS,
-            "",
-            f"{ENV_PROVIDERS} is set but empty, which would patch nothing; valid: a comma-separated "
-            f"list of {', '.join(known)}; patching every installed one",
-        )
-    if names is None or not known:
-        return
-    unknown = [name for name in names if name not in known]
-    if not unknown:
-        return
-    problem = f"unknown provider(s) {unknown}; known: {', '.join(known)}"
-    if from_code:
-        raise ValueError(f"instrument(providers={_describe(list(names))}): {problem}")
-    raw = os.environ.get(ENV_PROVIDERS, "")
-    warn_once(
-        ENV_PROVIDERS,
-        raw,
-        f"{ENV_PROVIDERS}={raw!r} is not valid: {problem}; using the default (every installed one)",
+def _choose(values: dict[str, Any], sourced: set[str], kwargs: Mapping[str, Any]) -> None:
+    """Provider and framework names checked against registry.py, each with the right source."""
+    for name, variable in (("providers", ENV_PROVIDERS), ("frameworks", ENV_FRAMEWORKS)):
+        from_code = kwargs.get(name) is not None
+        if values[name] is None and not from_code and variable in os.environ:  # set, but blank
+            known = ", ".join(registry.PROVIDERS if name == "providers" else registry.FRAMEWORKS)
+            warn_once(
+                variable,
+                "",
+                f"{variable} is set but empty, which would patch nothing; valid: a comma-separated "
+                f"list of {known}; patching every installed one",
+            )
+        if values[name] is None:
+            continue
+        source = f"{name}=" if from_code else variable
+        try:
+            if name == "providers":
+                registry.choose(values[name], None, source, source)
+            else:
+                registry.choose(None, values[name], source, source)
+        except ValueError as exc:
+            problem = str(exc).removeprefix(f"{source}: ")
+            if from_code:
+                raise ValueError(f"instrument({name}={_describe(list(values[name]))}): {problem}") from None
+            raw = os.environ.get(variable, "")
+            warn_once(
+                variable,
+                raw,
+                f"{variable}={raw!r} is not valid: {problem}; using the default (every installed one)",
+            )
+            values[name] = None
+            sourced.discard(name)
+    values["providers"], values["frameworks"] = registry.choose(
+        values["providers"],
+        values["frameworks"],
+        "providers=" if kwargs.get("providers") is not None else ENV_PROVIDERS,
+        "frameworks=" if kwargs.get("frameworks") is not None else ENV_FRAMEWORKS,
     )
-    values["providers"] = None
-    sourced.discard("providers")
 
 
 @dataclass(frozen=True)
@@ -203,7 +217,8 @@ class Options:
     capture_content: str = cm.NO_CONTENT
     max_content_length: int = 16384
     stream_usage: str = "known"
-    providers: tuple[str, ...] | None = None
+    providers: tuple[str, ...] | None = None  # None: every provider; names from registry.py
+    frameworks: tuple[str, ...] | None = None  # None: every framework
     metric_attributes: tuple[str, ...] = ()
     endpoints: dict[str, str] = field(default_factory=dict)
     prices: Mapping[str, ModelPrice] | None = None
@@ -227,8 +242,8 @@ class Options:
         return self.content_on_spans or self.content_events
 
     @classmethod
-    def resolve(cls, kwargs: Mapping[str, Any], known_providers: Sequence[str] = ()) -> Options:
-        """The options from keyword arguments and the environment; `known_providers` checks names."""
+    def resolve(cls, kwargs: Mapping[str, Any]) -> Options:
+        """The options from keyword arguments and the environment."""
         unknown = set(kwargs) - set(SPEC_BY_NAME)
         if unknown:
             raise TypeError(
@@ -247,7 +262,7 @@ class Options:
             values[spec.name], was_env = from_env(spec)
             if was_env:
                 sourced.add(spec.name)
-        _check_providers(values, sourced, kwargs.get("providers") is not None, known_providers)
+        _choose(values, sourced, kwargs)
         cm.check_stability_opt_in()
         mode = values["capture_content"]
         values["endpoints"] = dict(values["endpoints"])

@@ -15,7 +15,7 @@ import wrapt
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from . import active, content
+from . import active, content, registry
 from ._guard import report
 from ._supported import supported
 from .config import ENV_PROMETHEUS_PORT, Options
@@ -26,24 +26,6 @@ from .rollup import install as install_rollup
 from .rollup import uninstall as uninstall_rollup
 
 log = logging.getLogger(__name__)
-
-
-# provider name -> our module for it. Each module names the client library it patches (`LIBRARY`)
-# and builds its wrappers: `build_wrappers(recorder, options) -> {(module, "Class.method"): fn}`.
-PROVIDERS: dict[str, str] = {
-    "openai": "otel_llm_usage.providers.openai",
-    "anthropic": "otel_llm_usage.providers.anthropic",
-    "bedrock": "otel_llm_usage.providers.bedrock",
-    "litellm": "otel_llm_usage.providers.litellm",
-    "google_genai": "otel_llm_usage.providers.google_genai",
-    "groq": "otel_llm_usage.providers.groq",
-    "cohere": "otel_llm_usage.providers.cohere",
-    "mistralai": "otel_llm_usage.providers.mistral",
-    # agent frameworks: run and session spans around the calls the providers above record
-    "openai_agents": "otel_llm_usage.frameworks.openai_agents",
-    "agno": "otel_llm_usage.frameworks.agno",
-    "openhands": "otel_llm_usage.frameworks.openhands",
-}
 
 
 class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -69,7 +51,7 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         logger_provider = kwargs.pop("logger_provider", None)  # for the content events
         # Bad keyword values raise here (the caller's own code); bad environment values have
         # already been warned about and replaced by defaults.
-        options = Options.resolve(kwargs, tuple(PROVIDERS))
+        options = Options.resolve(kwargs)
         self.options = options
         content.use_logger_provider(logger_provider)
         if options.prometheus_port is not None and meter_provider is None:
@@ -80,7 +62,7 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             report("instrument", exc)
 
     def _start(self, options: Options, tracer_provider: Any, meter_provider: Any) -> None:
-        wanted = options.providers if options.providers is not None else tuple(PROVIDERS)
+        wanted = registry.selected(options.providers, options.frameworks)
         pricer = Pricer(options.prices)
         recorder = Recorder(
             tracer_provider,
@@ -100,8 +82,8 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         active.install(active.Installation(recorder, self.rollup))
         self._patched = ()
         self._generation += 1
-        for name in wanted:
-            provider = importlib.import_module(PROVIDERS[name])
+        for module_name in wanted.values():
+            provider = importlib.import_module(module_name)
             library = provider.LIBRARY
             if library in sys.modules:
                 self._patch(provider, self._generation)
@@ -186,10 +168,10 @@ def instrument(
 
     Uses the global tracer, meter and logger providers unless others are given (`logger_provider=`
     receives the content events). Options, each also an environment variable (docs/configuration.md):
-    capture_content, max_content_length, stream_usage, providers, metric_attributes, endpoints,
-    prices, rollups, budgets, budget_callback, max_sessions, session_idle_seconds, prometheus_port,
-    anthropic_native_spans. A bad keyword value raises ValueError naming it; a bad environment value
-    is one warning naming the variable, then the default.
+    capture_content, max_content_length, stream_usage, providers, frameworks, metric_attributes,
+    endpoints, prices, rollups, budgets, budget_callback, max_sessions, session_idle_seconds,
+    prometheus_port, anthropic_native_spans. A bad keyword value raises ValueError naming it; a bad
+    environment value is one warning naming the variable, then the default.
     """
     with _lock:
         inst = LLMUsageInstrumentor()  # BaseInstrumentor makes this the one instance

@@ -13,7 +13,7 @@ import otel_llm_usage
 from otel_llm_usage import _envparse
 from otel_llm_usage.budgets import Budget
 from otel_llm_usage.config import SPECS, Options
-from otel_llm_usage.instrumentor import PROVIDERS, active_instrumentor
+from otel_llm_usage.instrumentor import active_instrumentor
 from otel_llm_usage.pricing import ModelPrice
 
 ALL_ENV = [spec.env for spec in SPECS] + [
@@ -23,7 +23,7 @@ ALL_ENV = [spec.env for spec in SPECS] + [
 
 
 def resolve(kwargs: dict[str, Any]) -> Options:
-    return Options.resolve(kwargs, tuple(PROVIDERS))
+    return Options.resolve(kwargs)
 
 
 def budget_hook(info: dict[str, Any]) -> None:
@@ -60,6 +60,7 @@ ENV_AND_CODE: list[tuple[str, str, Any, Any]] = [
     ("OTEL_LLM_USAGE_MAX_CONTENT_LENGTH", "4096", 4096, 4096),
     ("OTEL_LLM_USAGE_STREAM_USAGE", "Always", "always", "always"),
     ("OTEL_LLM_USAGE_PROVIDERS", "openai, anthropic", ["openai", "anthropic"], ("openai", "anthropic")),
+    ("OTEL_LLM_USAGE_FRAMEWORKS", "agno", ["agno"], ("agno",)),
     ("OTEL_LLM_USAGE_METRIC_ATTRIBUTES", "tenant,env", ["tenant", "env"], ("tenant", "env")),
     (
         "OTEL_LLM_USAGE_ENDPOINTS",
@@ -132,6 +133,7 @@ def test_budgets_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 BAD_ENV = [
     ("OTEL_LLM_USAGE_STREAM_USAGE", "auto", "stream_usage", "known", "'off', 'known', 'always'"),
     ("OTEL_LLM_USAGE_PROVIDERS", "openai,gemini", "providers", None, "google_genai"),
+    ("OTEL_LLM_USAGE_FRAMEWORKS", "crewai", "frameworks", None, "openai_agents"),
     ("OTEL_LLM_USAGE_ROLLUPS", "enabled", "rollups", True, "true/false"),
     ("OTEL_LLM_USAGE_MAX_SESSIONS", "lots", "max_sessions", 10_000, "integer"),
     ("OTEL_LLM_USAGE_MAX_SESSIONS", "0", "max_sessions", 10_000, "integer >= 1"),
@@ -207,6 +209,7 @@ BAD_CODE = [
     ("stream_usage", "auto"),
     ("providers", ["openai", "gemini"]),
     ("providers", []),
+    ("frameworks", ["crewai"]),
     ("rollups", "enabled"),
     ("max_sessions", "lots"),
     ("max_sessions", True),

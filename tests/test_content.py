@@ -327,7 +327,7 @@ def test_anthropic_and_gemini_spans_in_the_conventions_shape(
 def test_openai_chat_response_tool_calls() -> None:
     from openai.types.chat import ChatCompletion
 
-    from otel_llm_usage.providers import openai as provider
+    from otel_llm_usage.providers import _openai_read as provider
 
     response = ChatCompletion.model_validate(
         {
