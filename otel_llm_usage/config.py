@@ -216,7 +216,7 @@ class Options:
     # The content capture mode: NO_CONTENT, SPAN_ONLY, EVENT_ONLY or SPAN_AND_EVENT.
     capture_content: str = cm.NO_CONTENT
     max_content_length: int = 16384
-    stream_usage: str = "known"
+    stream_usage: str = "always"
     providers: tuple[str, ...] | None = None  # None: every provider; names from registry.py
     frameworks: tuple[str, ...] | None = None  # None: every framework
     metric_attributes: tuple[str, ...] = ()
