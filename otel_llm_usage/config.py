@@ -128,7 +128,7 @@ class Spec:
 SPECS: tuple[Spec, ...] = (
     Spec("capture_content", ENV_CAPTURE, cm.parse_mode, cm.NO_CONTENT),
     Spec("max_content_length", ENV_MAX_CONTENT, lambda v: parse_int(v, 1), 16384),
-    Spec("stream_usage", ENV_STREAM_USAGE, parse_choice(STREAM_USAGE_MODES), "known"),
+    Spec("stream_usage", ENV_STREAM_USAGE, parse_choice(STREAM_USAGE_MODES), "always"),
     Spec("providers", ENV_PROVIDERS, parse_providers, None, "every installed one"),
     Spec("frameworks", ENV_FRAMEWORKS, parse_names, None, "every installed one"),
     Spec("metric_attributes", ENV_METRIC_ATTRIBUTES, parse_names, (), "none"),

@@ -131,7 +131,7 @@ def test_budgets_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
 
 BAD_ENV = [
-    ("OTEL_LLM_USAGE_STREAM_USAGE", "auto", "stream_usage", "known", "'off', 'known', 'always'"),
+    ("OTEL_LLM_USAGE_STREAM_USAGE", "auto", "stream_usage", "always", "'off', 'known', 'always'"),
     ("OTEL_LLM_USAGE_PROVIDERS", "openai,gemini", "providers", None, "google_genai"),
     ("OTEL_LLM_USAGE_FRAMEWORKS", "crewai", "frameworks", None, "openai_agents"),
     ("OTEL_LLM_USAGE_ROLLUPS", "enabled", "rollups", True, "true/false"),
