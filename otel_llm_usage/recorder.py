@@ -22,6 +22,7 @@ from .context import current_scope
 from .counters import CallCounters
 from .pricing import Cost, Pricer
 from .usage import TokenUsage
+from .usage_missing import MissingUsageWarnings
 from .version import __version__
 
 SCOPE_NAME = "otel_llm_usage"
@@ -130,6 +131,13 @@ class Recorder:
             sc.UNIT_REQUEST,
             "LLM calls with usage but no known price.",
         )
+        meter.create_observable_counter(
+            sc.METRIC_USAGE_MISSING,
+            [self._observe_usage_missing],
+            sc.UNIT_REQUEST,
+            "LLM calls that ended without error and without usage: tokens and cost unknown.",
+        )
+        self.missing_usage = MissingUsageWarnings()
 
     def _observe_tokens(self, options: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
         for s in self.counters.series():
@@ -141,6 +149,10 @@ class Recorder:
                 yield metrics.Observation(s.cache_write, {**attrs, sc.LLM_TOKEN_TYPE: "cache_write"})
             if s.reasoning:
                 yield metrics.Observation(s.reasoning, {**attrs, sc.LLM_TOKEN_TYPE: "reasoning"})
+            if s.audio_input:
+                yield metrics.Observation(s.audio_input, {**attrs, sc.LLM_TOKEN_TYPE: "audio_input"})
+            if s.audio_output:
+                yield metrics.Observation(s.audio_output, {**attrs, sc.LLM_TOKEN_TYPE: "audio_output"})
 
     def _observe_cost(self, options: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
         for s in self.counters.series():
@@ -151,6 +163,10 @@ class Recorder:
         for s in self.counters.series():
             if s.unpriced:
                 yield metrics.Observation(s.unpriced, s.attributes)
+
+    def _observe_usage_missing(self, options: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
+        for attrs, calls in self.counters.missing():
+            yield metrics.Observation(calls, attrs)
 
     def start(
         self, req: CallRequest, *, start_time_ns: int | None = None, check_budgets: bool = True
@@ -365,3 +381,9 @@ class LLMCall:
                 rec.utilization.record(utilization, mattrs)
         if usage is not None or total_cost is not None:
             rec.counters.add(mattrs, usage, total_cost)
+        if usage is None and etype is None:
+            rec.counters.add_missing(mattrs, req.server_address)
+            rec.missing_usage.warn_once(
+                req.server_address, req.provider, req.model, stream=req.stream, incomplete=incomplete,
+                usage_requested=bool(req.attributes and req.attributes.get(sc.STREAM_USAGE_INJECTED)),
+            )  # fmt: skip

@@ -286,12 +286,14 @@ class _Sessions:
 
 def _call_ledger(
     attrs: Mapping[str, Any], ledger: tuple[TokenUsage | None, float | None] | None = None
-) -> tuple[str, TokenUsage | None, float | None, bool]:
-    """(model, tokens, cost, error) of one LLM-call span, from the attributes the recorder wrote
-    or, for tokens and cost, the ledger it handed over."""
-    model = attrs.get(sc.RESPONSE_MODEL) or attrs.get(sc.REQUEST_MODEL) or "unknown"
+) -> tuple[str, str | None, TokenUsage | None, float | None, bool]:
+    """(request model, response model, tokens, cost, error) of one LLM-call span, from the
+    attributes the recorder wrote or, for tokens and cost, the ledger it handed over."""
+    response = attrs.get(sc.RESPONSE_MODEL)
+    response_model = str(response) if response else None
+    model = str(attrs.get(sc.REQUEST_MODEL) or response_model or "unknown")
     if ledger is not None:
-        return str(model), ledger[0], ledger[1], sc.ERROR_TYPE in attrs
+        return model, response_model, ledger[0], ledger[1], sc.ERROR_TYPE in attrs
     tokens: TokenUsage | None = None
     if attrs.get(sc.USAGE_SOURCE) != sc.USAGE_SOURCE_MISSING and (
         sc.USAGE_INPUT_TOKENS in attrs or sc.USAGE_OUTPUT_TOKENS in attrs
@@ -302,10 +304,12 @@ def _call_ledger(
             cache_read=as_count(attrs.get(sc.USAGE_CACHE_READ_INPUT_TOKENS, 0)),
             cache_write=as_count(attrs.get(sc.USAGE_CACHE_CREATION_INPUT_TOKENS, 0)),
             reasoning=as_count(attrs.get(sc.USAGE_REASONING_OUTPUT_TOKENS, 0)),
+            input_audio=as_count(attrs.get(sc.USAGE_AUDIO_INPUT_TOKENS, 0)),
+            output_audio=as_count(attrs.get(sc.USAGE_AUDIO_OUTPUT_TOKENS, 0)),
         )
     raw_cost = attrs.get(sc.USAGE_COST)
     cost = float(raw_cost) if isinstance(raw_cost, int | float) and not isinstance(raw_cost, bool) else None
-    return str(model), tokens, cost, sc.ERROR_TYPE in attrs
+    return model, response_model, tokens, cost, sc.ERROR_TYPE in attrs
 
 
 def _call_timing(
@@ -333,7 +337,19 @@ def _run_totals(u: Usage) -> dict[str, types.AttributeValue]:
         sc.RUN_COST_USD: u.cost_usd,
         sc.RUN_UNPRICED_REQUESTS: u.unpriced_requests,
         sc.RUN_ERRORS: u.errors,
+        sc.RUN_USAGE_MISSING_REQUESTS: u.usage_missing_requests,
+        **_audio(u, sc.RUN_AUDIO_INPUT_TOKENS, sc.RUN_AUDIO_OUTPUT_TOKENS),
     }
+
+
+def _audio(u: Usage, input_key: str, output_key: str) -> dict[str, types.AttributeValue]:
+    """Audio token totals, only where there were some."""
+    out: dict[str, types.AttributeValue] = {}
+    if u.audio_input_tokens:
+        out[input_key] = u.audio_input_tokens
+    if u.audio_output_tokens:
+        out[output_key] = u.audio_output_tokens
+    return out
 
 
 def _session_totals(s: _Session | None) -> dict[str, types.AttributeValue]:
@@ -346,6 +362,8 @@ def _session_totals(s: _Session | None) -> dict[str, types.AttributeValue]:
         sc.SESSION_COST_USD: u.cost_usd,
         sc.SESSION_INPUT_TOKENS: u.input_tokens,
         sc.SESSION_OUTPUT_TOKENS: u.output_tokens,
+        sc.SESSION_USAGE_MISSING_REQUESTS: u.usage_missing_requests,
+        **_audio(u, sc.SESSION_AUDIO_INPUT_TOKENS, sc.SESSION_AUDIO_OUTPUT_TOKENS),
     }
 
 
@@ -604,7 +622,7 @@ class RollupProcessor(SpanProcessor):
     ) -> None:
         """Add one finished LLM call to its runs, session, agent and the process. `ledger` is the
         call's (tokens, cost) as the recorder computed them; without it they are read from `attrs`."""
-        model, tokens, cost, error = _call_ledger(attrs, ledger)
+        model, response_model, tokens, cost, error = _call_ledger(attrs, ledger)
         agent = attrs.get(sc.AGENT_NAME)
         session_id = attrs.get(sc.SESSION_ID) or attrs.get(sc.CONVERSATION_ID)
         if run is not None:
@@ -628,17 +646,17 @@ class RollupProcessor(SpanProcessor):
                 if r._closed:
                     late = late or r
                 else:
-                    r.usage.add_call(model, tokens, cost, error)
+                    r.usage.add_call(model, tokens, cost, error, response_model=response_model)
                     r._note(timing, util)
             r = r.parent
-        self.process.add_call(model, tokens, cost, error)
+        self.process.add_call(model, tokens, cost, error, response_model=response_model)
         if isinstance(agent, str) and agent:
-            self._agent_usage(agent).add_call(model, tokens, cost, error)
+            self._agent_usage(agent).add_call(model, tokens, cost, error, response_model=response_model)
         if session_id:
             self._sessions.update(
                 str(session_id),
                 lambda: self._session_metric_attrs(attrs),
-                lambda s: s.usage.add_call(model, tokens, cost, error),
+                lambda s: s.usage.add_call(model, tokens, cost, error, response_model=response_model),
             )
         if late is not None:
             self._late.add(1, {sc.AGENT_NAME: late.agent} if late.agent else {})
