@@ -81,8 +81,9 @@ class CallCounters:
                 sums.cache_read += usage.cache_read
                 sums.cache_write += usage.cache_write
                 sums.reasoning += usage.reasoning
-                sums.audio_input += usage.input_audio
-                sums.audio_output += usage.output_audio
+                if usage.input_audio or usage.output_audio:
+                    sums.audio_input += usage.input_audio
+                    sums.audio_output += usage.output_audio
                 if cost is None:
                     sums.unpriced += 1
             if cost is not None:

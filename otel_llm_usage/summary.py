@@ -61,6 +61,9 @@ class UsageRow:
     audio_input_tokens: int = 0
     audio_output_tokens: int = 0
     usage_missing_requests: int = 0
+    errors_without_usage: int = 0
+    unpriced_output_tokens: int = 0
+    cost_without_usage_usd: float = 0.0
     priced_requests: int = 0
     priced_cost_usd: float = 0.0
     priced_output_tokens: int = 0

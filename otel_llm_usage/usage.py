@@ -134,9 +134,9 @@ _TOTAL_FIELDS = (
     "audio_input_tokens",
     "audio_output_tokens",
     "usage_missing_requests",
-    "priced_requests",
-    "priced_cost_usd",
-    "priced_output_tokens",
+    "errors_without_usage",
+    "unpriced_output_tokens",
+    "cost_without_usage_usd",
     "folded_models",
 )
 _DERIVED = (
@@ -144,6 +144,9 @@ _DERIVED = (
     "average_cost_usd",
     "output_ratio",
     "requests_with_usage",
+    "priced_requests",
+    "priced_cost_usd",
+    "priced_output_tokens",
     "tokens_per_call",
     "input_tokens_per_call",
     "output_tokens_per_call",
@@ -157,10 +160,11 @@ class Usage:
 
     A call is *priced* when it carried usage and its cost is known, *unpriced* when it carried
     usage but its model has no price, *usage missing* when it ended without an error and without
-    usage. Failed calls count in `errors` (and, if they carried partial usage, as priced or
-    unpriced). `cost_usd` is every known cost, `priced_cost_usd` that of the priced calls only
-    (they differ by costs reported for calls without usage). Audio tokens are part of
-    `input_tokens` / `output_tokens`, as cache reads and reasoning are.
+    usage. Failed calls count in `errors` (those without usage also in `errors_without_usage`;
+    those with partial usage as priced or unpriced). `cost_usd` is every known cost,
+    `priced_cost_usd` that of the priced calls (they differ by `cost_without_usage_usd`, costs
+    reported for calls without usage). Audio tokens are part of `input_tokens` / `output_tokens`,
+    as cache reads and reasoning are.
 
     `by_model` breaks the same totals down by the model the caller asked for (the response model
     when the request named none), each row listing in `response_models` the models the responses
@@ -181,9 +185,9 @@ class Usage:
     audio_input_tokens: int = 0
     audio_output_tokens: int = 0
     usage_missing_requests: int = 0
-    priced_requests: int = 0
-    priced_cost_usd: float = 0.0
-    priced_output_tokens: int = 0
+    errors_without_usage: int = 0
+    unpriced_output_tokens: int = 0
+    cost_without_usage_usd: float = 0.0
     response_models: tuple[str, ...] = ()
     folded_models: int = 0
     _folded: set[str] | None = field(default=None, repr=False, compare=False)
@@ -203,18 +207,25 @@ class Usage:
         one the response named, listed in the model's row."""
         with self._lock:
             self._add(tokens, cost_usd, error)
+            sub: Usage | None = None
             if per_model:
                 sub = self.by_model.get(model)
                 if sub is None:
                     sub = self._model_row(model)
                 sub._add(tokens, cost_usd, error)
-                if (
-                    response_model is not None
-                    and response_model not in sub.response_models
-                    and len(sub.response_models) < MAX_RESPONSE_MODELS
-                    and sub.folded_models == 0
-                ):
-                    sub.response_models = (*sub.response_models, response_model)
+                if response_model is not None and response_model not in sub.response_models:
+                    sub._list_response_model(response_model)
+            # Checked once here rather than in each _add: most calls carry no audio.
+            if tokens is not None and (tokens.input_audio or tokens.output_audio):
+                self.audio_input_tokens += tokens.input_audio
+                self.audio_output_tokens += tokens.output_audio
+                if sub is not None:
+                    sub.audio_input_tokens += tokens.input_audio
+                    sub.audio_output_tokens += tokens.output_audio
+
+    def _list_response_model(self, name: str) -> None:
+        if len(self.response_models) < MAX_RESPONSE_MODELS and not self.folded_models:
+            self.response_models = (*self.response_models, name)
 
     def _model_row(self, model: str) -> Usage:
         """The row for a model not seen yet (caller holds the lock): its own, or `_other` past the cap."""
@@ -239,6 +250,9 @@ class Usage:
             self.folded_models += 1
 
     def _add(self, tokens: TokenUsage | None, cost_usd: float | None, error: bool) -> None:
+        # The common call (usage and a price) touches no more fields than before the per-call
+        # figures existed: they are derived from counts kept in the rarer branches. Audio tokens
+        # are added by add_call.
         self.requests += 1
         if tokens is not None:
             self.input_tokens += tokens.input
@@ -246,19 +260,18 @@ class Usage:
             self.cache_read_tokens += tokens.cache_read
             self.cache_write_tokens += tokens.cache_write
             self.reasoning_tokens += tokens.reasoning
-            self.audio_input_tokens += tokens.input_audio
-            self.audio_output_tokens += tokens.output_audio
             if cost_usd is not None:
                 self.cost_usd += cost_usd
-                self.priced_requests += 1
-                self.priced_cost_usd += cost_usd
-                self.priced_output_tokens += tokens.output
             else:
                 self.unpriced_requests += 1
+                self.unpriced_output_tokens += tokens.output
         else:
             if cost_usd is not None:
                 self.cost_usd += cost_usd
-            if not error:
+                self.cost_without_usage_usd += cost_usd
+            if error:
+                self.errors_without_usage += 1
+            else:
                 self.usage_missing_requests += 1
         if error:
             self.errors += 1
@@ -294,7 +307,21 @@ class Usage:
     @property
     def requests_with_usage(self) -> int:
         """Calls that carried usage: the priced and the unpriced ones."""
-        return self.priced_requests + self.unpriced_requests
+        return self.requests - self.usage_missing_requests - self.errors_without_usage
+
+    @property
+    def priced_requests(self) -> int:
+        """Calls that carried usage and had a known cost."""
+        return self.requests_with_usage - self.unpriced_requests
+
+    @property
+    def priced_cost_usd(self) -> float:
+        """The cost of the priced calls: `cost_usd` less costs reported for calls without usage."""
+        return self.cost_usd - self.cost_without_usage_usd if self.cost_without_usage_usd else self.cost_usd
+
+    @property
+    def priced_output_tokens(self) -> int:
+        return self.output_tokens - self.unpriced_output_tokens
 
     @property
     def average_cost_usd(self) -> float:
