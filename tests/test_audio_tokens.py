@@ -7,9 +7,9 @@ from typing import Any
 import openai
 from openai.types.chat import ChatCompletionMessageParam
 
+from emulators import Reply
 from otel_llm_usage import run, session, session_usage, usage_summary
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.emulator import Reply
 from tests.conftest import Telemetry
 
 MSGS: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]

@@ -10,8 +10,8 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 import otel_llm_usage
+from emulators import Reply
 from otel_llm_usage import Usage, UsageRow, UsageSummary, run, session, session_usage, usage_summary
-from otel_llm_usage.emulator import Reply
 from otel_llm_usage.usage import MAX_MODELS, OVERFLOW_ROW, TokenUsage
 from tests.conftest import Telemetry
 
