@@ -36,8 +36,9 @@ def cause_and_remedy(*, stream: bool, usage_requested: bool, incomplete: bool) -
             "(instrument(stream_usage='always')); if it was asked for, the server or a proxy drops it"
         )
     return (
-        "the response carried no usage; check that the server (or a proxy in front of it) returns "
-        "the usage field, or record the counts yourself with record_call()"
+        "the response carried no usage (or, for `with record_call(...) as call:`, call.set_usage() "
+        "was not called); check that the server (or a proxy in front of it) returns the usage field, "
+        "or record the counts yourself with record_call()"
     )
 
 

@@ -9,6 +9,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
+import otel_llm_usage
 from emulators import Reply
 from otel_llm_usage import run, session, session_usage, usage_summary
 from otel_llm_usage import semconv as sc
@@ -136,3 +137,21 @@ def test_a_response_without_usage_is_counted(
     assert "the response carried no usage" in message
     total = usage_summary().total
     assert (total.usage_missing_requests, total.cost_usd, total.average_cost_usd) == (3, 0.0, 0.0)
+
+
+def test_record_call_without_usage_is_counted(telemetry: Telemetry, caplog: pytest.LogCaptureFixture) -> None:
+    with otel_llm_usage.record_call(model="house-llm", provider="house"):
+        pass
+    with otel_llm_usage.record_call(model="house-llm", provider="house") as call:
+        call.set_usage(input_tokens=4, output_tokens=2)
+    points = {
+        tuple(sorted((p.attributes or {}).items())): p.value
+        for p in telemetry.points(sc.METRIC_USAGE_MISSING)
+    }
+    assert list(points.values()) == [1]
+    [attributes] = points
+    assert sc.SERVER_ADDRESS not in dict(attributes)
+    total = usage_summary().total
+    assert (total.requests, total.usage_missing_requests, total.requests_with_usage) == (2, 1, 1)
+    [message] = warnings_about_usage(caplog)
+    assert "an endpoint of unknown address" in message and "call.set_usage() was not called" in message
