@@ -68,10 +68,10 @@ class MissingUsageWarnings:
                 return
             self._warned.add(where)
         log.warning(
-            "otel-llm-usage: a %s call%s to %s ended without usage, so its tokens and cost are not "
-            "counted (llm_usage.requests.usage_missing counts such calls): %s",
-            provider,
-            f" of {model}" if model else "",
+            "otel-llm-usage: a call to %s (provider %s%s) ended without usage, so its tokens and cost "
+            "are not counted (llm_usage.requests.usage_missing counts such calls): %s",
             where,
+            provider,
+            f", model {model}" if model else "",
             cause_and_remedy(stream=stream, usage_requested=usage_requested, incomplete=incomplete),
         )
