@@ -7,6 +7,8 @@ from typing import Any
 
 import openai
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionMessageParam
 
 import otel_llm_usage
@@ -167,3 +169,42 @@ def test_usage_from_dict_round_trips() -> None:
     assert again == u.snapshot()
     assert (again.usage_missing_requests, again.errors, again.priced_requests) == (1, 1, 1)
     assert again.by_model["gpt-4o"].response_models == ("gpt-4o-x",)
+
+
+calls = st.lists(
+    st.tuples(
+        st.sampled_from(["gpt-4o", "o4-mini", "house"]),
+        st.one_of(st.none(), st.sampled_from(["gpt-4o-2024-08-06", "o4-mini-2025-04-16"])),
+        st.one_of(
+            st.none(),
+            st.builds(
+                lambda i, o, a, b: TokenUsage.normalised(input=i, output=o, input_audio=a, output_audio=b),
+                st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 10**6),
+            ),
+        ),
+        st.one_of(st.none(), st.sampled_from([0.0, 0.125, 0.5, 2.0])),
+        st.booleans(),
+    ),
+    max_size=40,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(calls)
+def test_every_call_is_one_kind_and_rows_add_up_to_the_total(batch: list[Any]) -> None:
+    u = Usage()
+    for model, response_model, tokens, cost, error in batch:
+        u.add_call(model, tokens, cost, error, response_model=response_model)
+    kinds = u.priced_requests + u.unpriced_requests + u.usage_missing_requests + u.errors_without_usage
+    assert kinds == u.requests == len(batch)
+    assert u.usage_missing_requests == sum(1 for _, _, t, _, e in batch if t is None and not e)
+    assert u.priced_cost_usd == sum(c for _, _, t, c, _ in batch if t is not None and c is not None)
+    rows = list(u.by_model.values())
+    for name in ("requests", "input_tokens", "output_tokens", "audio_input_tokens", "audio_output_tokens",
+                 "usage_missing_requests", "errors", "unpriced_requests", "cost_usd"):  # fmt: skip
+        assert getattr(u, name) == sum(getattr(r, name) for r in rows), name
+    for name, row in u.by_model.items():
+        expected = {rm for m, rm, *_ in batch if m == name and rm is not None}
+        assert set(row.response_models) == expected
+    assert Usage.from_dict(json.loads(json.dumps(u.to_dict()))) == u.snapshot()
+    assert (u + Usage()).to_dict() == u.to_dict()
