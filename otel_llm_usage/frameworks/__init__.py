@@ -1,7 +1,7 @@
 """Run and session spans for agent frameworks.
 
 Each module here patches one framework's run entry points so that every run becomes a run span
-(`invoke_agent {name}`, made by `scopes.run`, so the rollup processor totals it) and the
+(`invoke_agent {name}`, made by `runs.run`, so the rollup totals it) and the
 framework's conversation id names its session. The LLM calls inside are recorded by the provider
 hooks (openai, anthropic) as everywhere else; these modules never record a call, so no call is
 counted twice however the framework reaches the model.
@@ -58,7 +58,7 @@ def is_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and bool(value)
 
 
-class _Scope(Protocol):
+class _Block(Protocol):
     def __enter__(self) -> Any: ...
 
     def __exit__(
@@ -67,25 +67,25 @@ class _Scope(Protocol):
 
 
 class RunEntry:
-    """`session()` / `run()` scopes entered and left as one, never raising into the framework.
+    """`session()` / `run()` blocks entered and left as one, never raising into the framework.
 
-    `run` is the `Run` of the run scope once entered (None if entering failed). `run_id` replaces
+    `run` is the `Run` of the run block once entered (None if entering failed). `run_id` replaces
     the id `run()` draws, for frameworks that have run ids of their own.
     """
 
-    __slots__ = ("_entered", "_run_id", "_scopes", "run")
+    __slots__ = ("_blocks", "_entered", "_run_id", "run")
 
-    def __init__(self, *scopes: _Scope, run_id: str | None = None) -> None:
-        self._scopes = scopes
+    def __init__(self, *blocks: _Block, run_id: str | None = None) -> None:
+        self._blocks = blocks
         self._run_id = run_id
-        self._entered: list[_Scope] = []
+        self._entered: list[_Block] = []
         self.run: Run | None = None
 
     def enter(self) -> bool:
         try:
-            for scope in self._scopes:
-                value = scope.__enter__()
-                self._entered.append(scope)
+            for block in self._blocks:
+                value = block.__enter__()
+                self._entered.append(block)
                 if isinstance(value, Run):
                     self.run = value
             if self._run_id is not None and self.run is not None:
@@ -113,9 +113,9 @@ class RunEntry:
     def exit(self, exc: BaseException | None) -> None:
         tb = exc.__traceback__ if exc is not None else None
         while self._entered:
-            scope = self._entered.pop()
+            block = self._entered.pop()
             try:
-                scope.__exit__(type(exc) if exc is not None else None, exc, tb)
+                block.__exit__(type(exc) if exc is not None else None, exc, tb)
             except Exception as inner:
                 report("frameworks.exit", inner)
 

@@ -27,7 +27,7 @@ from emulators import AnthropicEmulator, AnthropicReply, Reply
 from otel_llm_usage import instrumentor
 from otel_llm_usage import semconv as sc
 from otel_llm_usage.frameworks import FRAMEWORKS
-from otel_llm_usage.scopes import current_run, session_usage
+from otel_llm_usage.runs import current_run, session_usage
 from tests.conftest import Telemetry, make_telemetry
 
 API_KEY = "sk-test-secret-key-0123456789"

@@ -48,7 +48,7 @@ from emulators import OpenAIEmulator, Reply
 from otel_llm_usage import instrumentor
 from otel_llm_usage import semconv as sc
 from otel_llm_usage.frameworks import openhands as integration
-from otel_llm_usage.scopes import session_usage, usage_summary
+from otel_llm_usage.runs import session_usage, usage_summary
 from otel_llm_usage.usage import Usage
 from tests.conftest import Telemetry, make_telemetry
 

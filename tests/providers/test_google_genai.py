@@ -638,7 +638,7 @@ def test_internal_failure_never_reaches_the_caller(
 
 async def test_budget_raises_before_the_request_is_sent(instrument_with: Any, gemini: GeminiEmulator) -> None:
     from otel_llm_usage import Budget, BudgetExceeded
-    from otel_llm_usage.scopes import run
+    from otel_llm_usage.runs import run
 
     t = instrument_with(budgets=[Budget(max_cost_usd=0.001, scope="run", action="raise")])
     c = client(gemini)

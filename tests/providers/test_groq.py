@@ -492,11 +492,9 @@ def test_internal_failure_never_reaches_the_caller(
 
 def test_budget_exceeded_propagates_before_the_request(telemetry: Any, emu: GroqEmulator) -> None:
     from otel_llm_usage import BudgetExceeded
+    from tests.conftest import RefuseEveryCall
 
-    def over_budget(_req: Any) -> None:
-        raise BudgetExceeded("process", None, 1.0, 2.0)
-
-    telemetry.instrumentor.recorder.before_call.append(over_budget)
+    telemetry.instrumentor.recorder.add_listener(RefuseEveryCall())
     with pytest.raises(BudgetExceeded):
         create(client(emu))
     assert emu.requests == []
