@@ -45,12 +45,13 @@ def stream_chat(c: openai.OpenAI, emu: Any, reply: Reply, **kwargs: Any) -> None
 
 
 def test_streams_without_usage_are_counted_in_every_total(
-    telemetry: Telemetry, openai_emulator: Any, caplog: pytest.LogCaptureFixture
+    instrument_with: Any, openai_emulator: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="otel_llm_usage")
+    telemetry = instrument_with(stream_usage="off")
     c = client(openai_emulator)
     with session("conv-nousage"), run("streamer"):
-        # A loopback server is not a known OpenAI host: usage is not asked for and none comes.
+        # Usage is not asked for, and the server sends none.
         stream_chat(c, openai_emulator, Reply(completion_tokens=7))
         stream_chat(c, openai_emulator, Reply(completion_tokens=8))
         openai_emulator.push(Reply(prompt_tokens=10, completion_tokens=2))
