@@ -28,6 +28,7 @@ from otel_llm_usage import semconv as sc  # noqa: E402
 from otel_llm_usage._guard import reported_sites  # noqa: E402
 from otel_llm_usage.context import in_llm_call  # noqa: E402
 from otel_llm_usage.providers import litellm as provider  # noqa: E402
+from tests.conftest import semconv_text  # noqa: E402
 
 litellm.suppress_debug_info = True  # litellm prints help banners on every error
 
@@ -239,13 +240,14 @@ def test_stream_usage_is_requested_and_hidden_so_caller_sees_identical_chunks(
     assert a[sc.STREAM_CHUNKS] == len(seen)
 
 
-def test_stream_to_custom_openai_endpoint_is_not_altered_and_usage_is_missing(
-    telemetry: Any, openai_emulator: Any
+def test_stream_to_custom_openai_endpoint_under_known_is_not_altered_and_usage_is_missing(
+    instrument_with: Any, openai_emulator: Any
 ) -> None:
+    t = instrument_with(stream_usage="known")
     openai_emulator.push(Reply(prompt_tokens=100, completion_tokens=50))
     list(chat(openai_emulator, stream=True))
     assert openai_emulator.requests[-1].json.get("stream_options") is None
-    a = attrs(telemetry.one_llm_span())
+    a = attrs(t.one_llm_span())
     assert a[sc.USAGE_SOURCE] == "missing"
     assert sc.USAGE_INPUT_TOKENS not in a and sc.USAGE_COST not in a
     assert sc.STREAM_INCOMPLETE not in a
@@ -387,7 +389,7 @@ def test_anthropic_stream_usage_is_requested_and_hidden(
     anthropic_emulator.push(reply)
     plain = list(claude(anthropic_emulator, stream=True))
 
-    t = instrument_with()  # the default stream_usage="known" asks litellm for Anthropic's usage
+    t = instrument_with(stream_usage="known")  # "known" asks litellm for Anthropic's usage
     anthropic_emulator.push(reply)
     seen = list(claude(anthropic_emulator, stream=True))
     assert "stream_options" not in anthropic_emulator.requests[-1].json  # litellm keeps it to itself
@@ -652,7 +654,11 @@ def test_content_when_enabled(instrument_with: Any, openai_emulator: Any) -> Non
     openai_emulator.push(Reply(text="Paris, again."))
     list(chat(openai_emulator, stream=True))
     plain, streamed = (attrs(s) for s in sorted(t.llm_spans(), key=lambda s: s.start_time))
-    assert json.loads(plain[sc.INPUT_MESSAGES]) == MSGS
-    assert json.loads(plain[sc.OUTPUT_MESSAGES])[0]["content"] == "Paris."
-    assert json.loads(streamed[sc.OUTPUT_MESSAGES])[0]["content"] == "Paris, again."
+    assert json.loads(plain[sc.INPUT_MESSAGES]) == [semconv_text("user", "What is the capital of France?")]
+    assert json.loads(plain[sc.OUTPUT_MESSAGES]) == [
+        semconv_text("assistant", "Paris.", finish_reason="stop")
+    ]
+    assert json.loads(streamed[sc.OUTPUT_MESSAGES]) == [
+        semconv_text("assistant", "Paris, again.", finish_reason="stop")
+    ]
     assert KEY not in json.dumps(plain, default=str)

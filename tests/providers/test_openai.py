@@ -16,6 +16,7 @@ from pydantic import BaseModel
 import otel_llm_usage
 from emulators import Reply
 from otel_llm_usage import semconv as sc
+from tests.conftest import semconv_text
 
 MSGS = [{"role": "user", "content": "What is the capital of France?"}]
 API_KEY = "sk-test-secret-key-0123456789"
@@ -254,11 +255,12 @@ def test_stream_usage_is_requested_and_hidden_so_caller_sees_identical_chunks(
     assert sc.STREAM_INCOMPLETE not in a
 
 
-def test_stream_usage_default_asks_only_known_endpoints(telemetry: Any, openai_emulator: Any) -> None:
+def test_stream_usage_known_asks_only_known_endpoints(instrument_with: Any, openai_emulator: Any) -> None:
+    t = instrument_with(stream_usage="known")
     openai_emulator.push(Reply(chunks=2))
     list(client(openai_emulator).chat.completions.create(model="gpt-4o", messages=MSGS, stream=True))
     assert openai_emulator.requests[-1].json.get("stream_options") is None
-    a = attrs(telemetry.one_llm_span())
+    a = attrs(t.one_llm_span())
     assert a[sc.USAGE_SOURCE] == "missing" and sc.USAGE_COST not in a
 
 
@@ -602,7 +604,7 @@ def test_content_capture_opt_in_truncated(instrument_with: Any, openai_emulator:
     openai_emulator.push(Reply(text="The capital of France is Paris. " * 5))
     client(openai_emulator).chat.completions.create(model="gpt-4o", messages=MSGS)
     a = attrs(t.one_llm_span())
-    assert a[sc.INPUT_MESSAGES].startswith('[{"role": "user"')
+    assert a[sc.INPUT_MESSAGES].startswith('[{"role":"user","parts":[{"type":"text"')
     assert a[sc.INPUT_MESSAGES].endswith("…[truncated]")
     assert len(a[sc.OUTPUT_MESSAGES]) == 40 + len("…[truncated]")
     assert API_KEY not in json.dumps(a, default=str)
@@ -617,7 +619,9 @@ def test_content_capture_from_environment(
     list(client(openai_emulator).chat.completions.create(model="gpt-4o", messages=MSGS, stream=True))
     a = attrs(t.one_llm_span())
     assert "capital of France" in a[sc.INPUT_MESSAGES]
-    assert json.loads(a[sc.OUTPUT_MESSAGES]) == [{"role": "assistant", "content": "Paris it is"}]
+    assert json.loads(a[sc.OUTPUT_MESSAGES]) == [
+        semconv_text("assistant", "Paris it is", finish_reason="stop")
+    ]
 
 
 # --- lifecycle ---------------------------------------------------------------------------------
