@@ -4,7 +4,10 @@ Every contender gets a virtual environment of its own under `.bench-venvs/<name>
 reused (`--rebuild` builds them again), with the same openai, anthropic and OpenTelemetry SDK
 versions (`SDK_PINS`, `OTEL_PINS`):
 
-  none            the SDKs only: the baseline every figure is taken against
+  none            the SDKs only: the baseline every figure is taken against (a global tracer
+                  provider is set, so anthropic's own tracing runs in it)
+  none-untraced   the SDKs only with anthropic's own tracing off (ANTHROPIC_OPEN_TELEMETRY=false):
+                  the clean baseline; this package's figures are also given against it
   otel-llm-usage  this package (`pip install -e .[openai,anthropic]`)
   openllmetry     opentelemetry-instrumentation-openai / -anthropic (Traceloop's OpenLLMetry)
   openai-v2       opentelemetry-instrumentation-openai-v2 (the official contrib one; openai only)
