@@ -54,13 +54,13 @@ $(VENV_MIN)/.installed: pyproject.toml scripts/min_constraints.py
 	touch $@
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check otel_llm_usage tests benchmarks examples scripts
-	$(VENV)/bin/ruff format --check otel_llm_usage tests benchmarks examples scripts
+	$(VENV)/bin/ruff check otel_llm_usage emulators tests benchmarks examples scripts
+	$(VENV)/bin/ruff format --check otel_llm_usage emulators tests benchmarks examples scripts
 	$(VENV)/bin/mypy
 
 test: lint $(VENV)/.installed $(VENV_OPENAI2)/.installed $(VENV_OH)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider
-	$(PY2) -m pytest -q -p no:cacheprovider tests/providers/test_openai.py tests/emulator/test_openai_emulator.py
+	$(PY2) -m pytest -q -p no:cacheprovider tests/providers/test_openai.py tests/emulators/test_openai_emulator.py
 	$(MAKE) --no-print-directory test-openhands
 	$(MAKE) --no-print-directory test-min-versions
 
@@ -84,7 +84,7 @@ bench-instructions: $(VENV)/.installed
 
 # 1,000,000 calls through the real SDKs in one process: an hour or more on 2 cores.
 soak: $(VENV)/.installed
-	$(PY) benchmarks/soak.py
+	$(PY) -m benchmarks.soak
 
 # Against the peer instrumentations, each in a virtual environment of its own under .bench-venvs/.
 compare:

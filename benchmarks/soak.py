@@ -1,6 +1,6 @@
 """Soak: a million calls through the real SDKs, instrumented, in one process; memory and totals.
 
-The real openai and anthropic clients call the package's emulators, with
+The real openai and anthropic clients call the repository's emulators, with
 `otel_llm_usage.instrument()` on an SDK `TracerProvider` whose exporter drops every span plus a
 processor that counts started and ended spans, and an SDK `MeterProvider` read by an
 `InMemoryMetricReader`. The traffic is scripted from a seeded random generator:
@@ -61,8 +61,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 import otel_llm_usage
-from otel_llm_usage import semconv as sc
-from otel_llm_usage.emulator import (
+from emulators import (
     AnthropicEmulator,
     AnthropicReply,
     AnthropicServedTotals,
@@ -70,6 +69,7 @@ from otel_llm_usage.emulator import (
     Reply,
     ServedTotals,
 )
+from otel_llm_usage import semconv as sc
 from otel_llm_usage.instrumentor import active_instrumentor
 
 OPENAI_MODELS = ("gpt-4o-mini", "gpt-4.1-mini")

@@ -21,8 +21,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_llm_usage
+from emulators import AnthropicEmulator, AnthropicReply, OpenAIEmulator, Reply
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.emulator import AnthropicEmulator, AnthropicReply, OpenAIEmulator, Reply
 from otel_llm_usage.scopes import session_usage
 
 ROW = "{:<30} {:>8} {:>8} {:>10} {:>11} {:>9} {:>10}"

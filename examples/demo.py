@@ -27,7 +27,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 import otel_llm_usage
-from otel_llm_usage.emulator import OpenAIEmulator, Reply
+from emulators import OpenAIEmulator, Reply
 
 Push = Callable[..., None]
 EMULATED = not os.environ.get("OPENAI_API_KEY")

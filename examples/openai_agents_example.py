@@ -26,8 +26,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_llm_usage
+from emulators import OpenAIEmulator, Reply
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.emulator import OpenAIEmulator, Reply
 from otel_llm_usage.scopes import session_usage
 
 ROW = "{:<34} {:>9} {:>8} {:>8} {:>7} {:>9} {:>10}"

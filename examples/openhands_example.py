@@ -33,8 +33,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from pydantic import SecretStr
 
 import otel_llm_usage
+from emulators import OpenAIEmulator, Reply
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.emulator import OpenAIEmulator, Reply
 
 ROW = "{:<34} {:>8} {:>8} {:>10} {:>10}"
 

@@ -90,8 +90,8 @@ class Recorder:
         pricer: Pricer,
         settings: Settings,
     ) -> None:
-        self.tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider=tracer_provider)
-        meter = metrics.get_meter(SCOPE_NAME, __version__, meter_provider=meter_provider)
+        self.tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider, schema_url=sc.SCHEMA_URL)
+        meter = metrics.get_meter(SCOPE_NAME, __version__, meter_provider, schema_url=sc.SCHEMA_URL)
         self.pricer = pricer
         self.settings = settings
         self.before_call: list[Callable[[CallRequest], None]] = []

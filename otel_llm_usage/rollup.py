@@ -385,7 +385,11 @@ class RollupProcessor(SpanProcessor):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.options = options
-        self.tracer = tracer if tracer is not None else trace.get_tracer(SCOPE_NAME, __version__)
+        self.tracer = (
+            tracer
+            if tracer is not None
+            else trace.get_tracer(SCOPE_NAME, __version__, schema_url=sc.SCHEMA_URL)
+        )
         self.enabled = True
         self.attached_to_provider = False
         self._metric_keys = tuple(options.metric_attributes)
@@ -407,7 +411,7 @@ class RollupProcessor(SpanProcessor):
         self._recorder: Recorder | None = None
         self._recorder_tracer: trace.Tracer | None = None
 
-        meter = metrics.get_meter(SCOPE_NAME, __version__, meter_provider=meter_provider)
+        meter = metrics.get_meter(SCOPE_NAME, __version__, meter_provider, schema_url=sc.SCHEMA_URL)
         count = list(sc.COUNT_BUCKETS)
         self._run_cost = meter.create_histogram(
             sc.METRIC_RUN_COST, sc.UNIT_USD, "Cost of the LLM calls of one run.",

@@ -164,7 +164,7 @@ def _tracer() -> trace.Tracer:
     inst = active_instrumentor()
     if inst is not None and inst.recorder is not None:
         return inst.recorder.tracer
-    return trace.get_tracer(SCOPE_NAME, __version__)
+    return trace.get_tracer(SCOPE_NAME, __version__, schema_url=sc.SCHEMA_URL)
 
 
 class _RunState:

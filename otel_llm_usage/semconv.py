@@ -1,41 +1,57 @@
 """Every attribute name, metric name, unit and bucket list the package emits.
 
 Dashboards, alert rules and the Collector configuration depend on these strings: change them here
-and nowhere else. GenAI names follow the OpenTelemetry semantic conventions v1.41.0.
+and nowhere else. Names the OpenTelemetry semantic conventions define come from
+``opentelemetry-semantic-conventions`` (0.63b0 or later: the first with every GenAI name below), under
+the short names the rest of the package uses; the GenAI names follow the conventions v1.41.0
+(``SCHEMA_URL``). Only this package's own ``llm_usage.*`` names, and the few the conventions do
+not define yet, are spelled out here.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-# --- span attributes: OpenTelemetry GenAI semantic conventions ---------------------------------
-OPERATION_NAME: Final = "gen_ai.operation.name"
-PROVIDER_NAME: Final = "gen_ai.provider.name"
-REQUEST_MODEL: Final = "gen_ai.request.model"
-REQUEST_STREAM: Final = "gen_ai.request.stream"
-REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
-REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
-RESPONSE_MODEL: Final = "gen_ai.response.model"
-RESPONSE_ID: Final = "gen_ai.response.id"
-RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
-RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
-USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
-USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
-USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
-USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
-USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as _gen_ai
+from opentelemetry.semconv._incubating.attributes import session_attributes as _session
+from opentelemetry.semconv._incubating.attributes import user_attributes as _user
+from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as _gen_ai_metrics
+from opentelemetry.semconv.attributes import error_attributes as _error
+from opentelemetry.semconv.attributes import server_attributes as _server
+from opentelemetry.semconv.schemas import Schemas
+
+# The semantic conventions release the names and their meanings follow, on the tracer and meter.
+SCHEMA_URL: Final = Schemas.V1_41_0.value
+
+# --- span attributes: OpenTelemetry semantic conventions ---------------------------------------
+OPERATION_NAME: Final = _gen_ai.GEN_AI_OPERATION_NAME
+PROVIDER_NAME: Final = _gen_ai.GEN_AI_PROVIDER_NAME
+REQUEST_MODEL: Final = _gen_ai.GEN_AI_REQUEST_MODEL
+REQUEST_STREAM: Final = _gen_ai.GEN_AI_REQUEST_STREAM
+REQUEST_MAX_TOKENS: Final = _gen_ai.GEN_AI_REQUEST_MAX_TOKENS
+REQUEST_TEMPERATURE: Final = _gen_ai.GEN_AI_REQUEST_TEMPERATURE
+RESPONSE_MODEL: Final = _gen_ai.GEN_AI_RESPONSE_MODEL
+RESPONSE_ID: Final = _gen_ai.GEN_AI_RESPONSE_ID
+RESPONSE_FINISH_REASONS: Final = _gen_ai.GEN_AI_RESPONSE_FINISH_REASONS
+RESPONSE_TIME_TO_FIRST_CHUNK: Final = _gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK
+USAGE_INPUT_TOKENS: Final = _gen_ai.GEN_AI_USAGE_INPUT_TOKENS
+USAGE_OUTPUT_TOKENS: Final = _gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS
+USAGE_CACHE_READ_INPUT_TOKENS: Final = _gen_ai.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS
+USAGE_CACHE_CREATION_INPUT_TOKENS: Final = _gen_ai.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS
+USAGE_REASONING_OUTPUT_TOKENS: Final = _gen_ai.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS
+CONVERSATION_ID: Final = _gen_ai.GEN_AI_CONVERSATION_ID
+AGENT_NAME: Final = _gen_ai.GEN_AI_AGENT_NAME
+AGENT_ID: Final = _gen_ai.GEN_AI_AGENT_ID
+INPUT_MESSAGES: Final = _gen_ai.GEN_AI_INPUT_MESSAGES
+OUTPUT_MESSAGES: Final = _gen_ai.GEN_AI_OUTPUT_MESSAGES
+TOKEN_TYPE: Final = _gen_ai.GEN_AI_TOKEN_TYPE
+SERVER_ADDRESS: Final = _server.SERVER_ADDRESS
+SERVER_PORT: Final = _server.SERVER_PORT
+ERROR_TYPE: Final = _error.ERROR_TYPE
+SESSION_ID: Final = _session.SESSION_ID
+USER_ID: Final = _user.USER_ID
+# Not in the semantic conventions (checked up to 0.66b2, v1.44): the cost of one call in USD.
 USAGE_COST: Final = "gen_ai.usage.cost"
-CONVERSATION_ID: Final = "gen_ai.conversation.id"
-AGENT_NAME: Final = "gen_ai.agent.name"
-AGENT_ID: Final = "gen_ai.agent.id"
-INPUT_MESSAGES: Final = "gen_ai.input.messages"
-OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
-TOKEN_TYPE: Final = "gen_ai.token.type"
-SERVER_ADDRESS: Final = "server.address"
-SERVER_PORT: Final = "server.port"
-ERROR_TYPE: Final = "error.type"
-SESSION_ID: Final = "session.id"
-USER_ID: Final = "user.id"
 
 # --- span attributes: this package ------------------------------------------------------------
 COST_INPUT_USD: Final = "llm_usage.cost.input_usd"
@@ -94,20 +110,20 @@ BUDGET_SPENT_USD: Final = "llm_usage.budget.spent_usd"
 BUDGET_ACTION: Final = "llm_usage.budget.action"
 
 # --- operation and provider values ------------------------------------------------------------
-OP_CHAT: Final = "chat"
-OP_TEXT_COMPLETION: Final = "text_completion"
-OP_EMBEDDINGS: Final = "embeddings"
-OP_GENERATE_CONTENT: Final = "generate_content"
-OP_INVOKE_AGENT: Final = "invoke_agent"
+OP_CHAT: Final = _gen_ai.GenAiOperationNameValues.CHAT.value
+OP_TEXT_COMPLETION: Final = _gen_ai.GenAiOperationNameValues.TEXT_COMPLETION.value
+OP_EMBEDDINGS: Final = _gen_ai.GenAiOperationNameValues.EMBEDDINGS.value
+OP_GENERATE_CONTENT: Final = _gen_ai.GenAiOperationNameValues.GENERATE_CONTENT.value
+OP_INVOKE_AGENT: Final = _gen_ai.GenAiOperationNameValues.INVOKE_AGENT.value
 
-PROVIDER_OPENAI: Final = "openai"
-PROVIDER_AZURE_OPENAI: Final = "azure.ai.openai"
+PROVIDER_OPENAI: Final = _gen_ai.GenAiProviderNameValues.OPENAI.value
+PROVIDER_AZURE_OPENAI: Final = _gen_ai.GenAiProviderNameValues.AZURE_AI_OPENAI.value
 
 # --- metrics ----------------------------------------------------------------------------------
-METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
-METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
-METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"
-METRIC_TIME_PER_OUTPUT_CHUNK: Final = "gen_ai.client.operation.time_per_output_chunk"
+METRIC_TOKEN_USAGE: Final = _gen_ai_metrics.GEN_AI_CLIENT_TOKEN_USAGE
+METRIC_OPERATION_DURATION: Final = _gen_ai_metrics.GEN_AI_CLIENT_OPERATION_DURATION
+METRIC_TIME_TO_FIRST_CHUNK: Final = _gen_ai_metrics.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK
+METRIC_TIME_PER_OUTPUT_CHUNK: Final = _gen_ai_metrics.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK
 METRIC_TOKENS: Final = "llm_usage.tokens"
 METRIC_COST: Final = "llm_usage.cost"
 METRIC_UNPRICED: Final = "llm_usage.requests.unpriced"

@@ -95,7 +95,7 @@ def instrument_with() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def _openai_emulator() -> Iterator[Any]:
-    from otel_llm_usage.emulator import OpenAIEmulator
+    from emulators import OpenAIEmulator
 
     with OpenAIEmulator() as emu:
         yield emu

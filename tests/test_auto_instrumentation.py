@@ -12,7 +12,7 @@ from pathlib import Path
 APP = textwrap.dedent(
     """
     import openai
-    from otel_llm_usage.emulator import OpenAIEmulator, Reply
+    from emulators import OpenAIEmulator, Reply
 
     with OpenAIEmulator() as emu:
         emu.push(Reply(prompt_tokens=1000, cached_tokens=200, completion_tokens=500))

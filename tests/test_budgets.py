@@ -10,9 +10,9 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 from opentelemetry.sdk.trace import ReadableSpan
 
+from emulators import Reply
 from otel_llm_usage import Budget, BudgetExceeded
 from otel_llm_usage._guard import reported_sites
-from otel_llm_usage.emulator import Reply
 from otel_llm_usage.rollup import BUDGET_EXCEEDED_EVENT
 from otel_llm_usage.scopes import run, session, session_usage, usage_summary
 from tests.conftest import Telemetry

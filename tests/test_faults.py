@@ -11,8 +11,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 import otel_llm_usage
+from emulators import Reply
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.emulator import Reply
 
 MSGS = [{"role": "user", "content": "hi"}]
 

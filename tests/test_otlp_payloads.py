@@ -21,8 +21,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import otel_llm_usage
+from emulators import Reply
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.emulator import Reply
 
 
 class _Collector(BaseHTTPRequestHandler):

@@ -9,7 +9,7 @@ from typing import Any
 import openai
 
 import otel_llm_usage
-from otel_llm_usage.emulator import Reply
+from emulators import Reply
 
 
 def free_port() -> int:

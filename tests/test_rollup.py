@@ -17,9 +17,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import otel_llm_usage
+from emulators import Reply
 from otel_llm_usage import rollup
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.emulator import Reply
 from otel_llm_usage.scopes import close_session, run, session, session_usage, usage_summary
 from otel_llm_usage.usage import Usage
 from tests.conftest import Telemetry

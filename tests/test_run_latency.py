@@ -10,8 +10,8 @@ import openai
 import pytest
 
 import otel_llm_usage
+from emulators import Reply
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.emulator import Reply
 
 MSGS = [{"role": "user", "content": "hi"}]
 

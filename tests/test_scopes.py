@@ -16,8 +16,8 @@ from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
+from emulators import Reply
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.emulator import Reply
 from otel_llm_usage.scopes import (
     Run,
     UsageSummary,

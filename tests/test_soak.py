@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from benchmarks import soak
-from otel_llm_usage.emulator import AnthropicEmulator, AnthropicReply, OpenAIEmulator, Reply
+from emulators import AnthropicEmulator, AnthropicReply, OpenAIEmulator, Reply
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -50,7 +50,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_llm_usage
-from otel_llm_usage.emulator import OpenAIEmulator, Reply
+from emulators import OpenAIEmulator, Reply
 
 role, port, session_id, result_path = sys.argv[1], int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
 spans = InMemorySpanExporter()

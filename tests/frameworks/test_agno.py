@@ -23,9 +23,9 @@ from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
 import otel_llm_usage
+from emulators import AnthropicEmulator, AnthropicReply, Reply
 from otel_llm_usage import instrumentor
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.emulator import AnthropicEmulator, AnthropicReply, Reply
 from otel_llm_usage.frameworks import FRAMEWORKS
 from otel_llm_usage.scopes import current_run, session_usage
 from tests.conftest import Telemetry, make_telemetry

@@ -40,9 +40,9 @@ from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
 import otel_llm_usage
+from emulators import Reply
 from otel_llm_usage import instrumentor
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.emulator import Reply
 from otel_llm_usage.frameworks import FRAMEWORKS
 from otel_llm_usage.frameworks.openai_agents import session_id_of
 from otel_llm_usage.scopes import current_run, session, session_usage

@@ -44,9 +44,9 @@ from openhands.sdk.observability import laminar
 from pydantic import SecretStr
 
 import otel_llm_usage
+from emulators import OpenAIEmulator, Reply
 from otel_llm_usage import instrumentor
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.emulator import OpenAIEmulator, Reply
 from otel_llm_usage.frameworks import openhands as integration
 from otel_llm_usage.scopes import session_usage, usage_summary
 from otel_llm_usage.usage import Usage
@@ -367,7 +367,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otel_llm_usage import instrumentor
 instrumentor.PROVIDERS["openhands"] = {MODULE!r}
 import otel_llm_usage
-from otel_llm_usage.emulator import OpenAIEmulator, Reply
+from emulators import OpenAIEmulator, Reply
 exporter = InMemorySpanExporter()
 tp = TracerProvider()
 tp.add_span_processor(SimpleSpanProcessor(exporter))

@@ -23,11 +23,11 @@ from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import BaseModel
 
 import otel_llm_usage
+from emulators import AnthropicEmulator, AnthropicReply
 from otel_llm_usage import semconv as sc
 from otel_llm_usage._guard import reported_sites
 from otel_llm_usage.config import Options
 from otel_llm_usage.context import in_llm_call
-from otel_llm_usage.emulator import AnthropicEmulator, AnthropicReply
 from otel_llm_usage.providers import anthropic as provider
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

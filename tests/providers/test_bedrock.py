@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 from opentelemetry.trace import SpanKind, StatusCode
 
 import otel_llm_usage
+from emulators import BedrockEmulator, BedrockReply
 from otel_llm_usage import semconv as sc
 from otel_llm_usage._guard import reported_sites
 from otel_llm_usage.context import in_llm_call
-from otel_llm_usage.emulator import BedrockEmulator, BedrockReply
 from otel_llm_usage.providers import bedrock as provider
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -28,11 +28,11 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 import otel_llm_usage
+from emulators import CohereEmulator, CohereReply
+from emulators.cohere import TEMPLATE_TOKENS
 from otel_llm_usage import semconv as sc
 from otel_llm_usage._guard import reported_sites
 from otel_llm_usage.context import in_llm_call
-from otel_llm_usage.emulator import CohereEmulator, CohereReply
-from otel_llm_usage.emulator.cohere import TEMPLATE_TOKENS
 from otel_llm_usage.providers import cohere as provider
 from otel_llm_usage.usage import TokenUsage, as_count
 

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from opentelemetry.trace import SpanKind, StatusCode
 
 import otel_llm_usage
+from emulators import GeminiEmulator, GeminiReply
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.emulator import GeminiEmulator, GeminiReply
 from otel_llm_usage.usage import as_count
 
 Platform = Literal["gemini", "vertex", "express"]

@@ -23,10 +23,10 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 import otel_llm_usage
+from emulators import GroqEmulator, GroqReply, OpenAIEmulator, Reply
 from otel_llm_usage import semconv as sc
 from otel_llm_usage._guard import reported_sites
 from otel_llm_usage.context import in_llm_call
-from otel_llm_usage.emulator import GroqEmulator, GroqReply, OpenAIEmulator, Reply
 from otel_llm_usage.providers import groq as provider
 from otel_llm_usage.providers import openai as openai_provider
 from otel_llm_usage.usage import TokenUsage
@@ -602,7 +602,7 @@ def test_uninstrument_restores_the_original_methods(emu: GroqEmulator) -> None:
 LAZY_SCRIPT = """
 import sys
 import otel_llm_usage
-import otel_llm_usage.emulator
+import emulators
 otel_llm_usage.instrument()
 assert "groq" not in sys.modules, "instrumenting imported the groq SDK"
 import groq

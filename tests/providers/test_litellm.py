@@ -23,11 +23,11 @@ from litellm.integrations.custom_logger import CustomLogger  # noqa: E402
 from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
 
 import otel_llm_usage  # noqa: E402
+from emulators import AnthropicEmulator, AnthropicReply, Reply  # noqa: E402
 from otel_llm_usage import instrumentor  # noqa: E402
 from otel_llm_usage import semconv as sc  # noqa: E402
 from otel_llm_usage._guard import reported_sites  # noqa: E402
 from otel_llm_usage.context import in_llm_call  # noqa: E402
-from otel_llm_usage.emulator import AnthropicEmulator, AnthropicReply, Reply  # noqa: E402
 from otel_llm_usage.providers import litellm as provider  # noqa: E402
 
 litellm.suppress_debug_info = True  # litellm prints help banners on every error

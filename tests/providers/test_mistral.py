@@ -28,11 +28,11 @@ from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import BaseModel
 
 import otel_llm_usage
+from emulators import MistralEmulator, MistralReply
+from emulators.mistral import DEFAULT_AGENT_MODEL
 from otel_llm_usage import semconv as sc
 from otel_llm_usage._guard import reported_sites
 from otel_llm_usage.context import in_llm_call
-from otel_llm_usage.emulator import MistralEmulator, MistralReply
-from otel_llm_usage.emulator.mistral import DEFAULT_AGENT_MODEL
 from otel_llm_usage.providers import mistral as provider
 
 SDK = provider.sdk_package()

@@ -14,8 +14,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import BaseModel
 
 import otel_llm_usage
+from emulators import Reply
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.emulator import Reply
 
 MSGS = [{"role": "user", "content": "What is the capital of France?"}]
 API_KEY = "sk-test-secret-key-0123456789"

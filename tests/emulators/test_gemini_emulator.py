@@ -14,8 +14,8 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from otel_llm_usage.emulator import GeminiEmulator, GeminiReply
-from otel_llm_usage.emulator.gemini import DEFAULT_TEXT
+from emulators import GeminiEmulator, GeminiReply
+from emulators.gemini import DEFAULT_TEXT
 
 Mode = Literal["sync", "async"]
 Platform = Literal["gemini", "vertex", "express"]

@@ -13,8 +13,8 @@ import httpx2
 import pytest
 from mistralai.client import Mistral, errors
 
-from otel_llm_usage.emulator import MistralEmulator, MistralReply
-from otel_llm_usage.emulator.mistral import DEFAULT_AGENT_MODEL, DEFAULT_TEXT
+from emulators import MistralEmulator, MistralReply
+from emulators.mistral import DEFAULT_AGENT_MODEL, DEFAULT_TEXT
 
 MSGS: list[Any] = [{"role": "user", "content": "What is the capital of France?"}]
 API_KEY = "mistral-test-key"

@@ -19,8 +19,8 @@ from openai import AsyncAzureOpenAI, AsyncOpenAI, AzureOpenAI, OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel
 
-from otel_llm_usage.emulator import OpenAIEmulator, Reply
-from otel_llm_usage.emulator.openai import DEFAULT_TEXT
+from emulators import OpenAIEmulator, Reply
+from emulators.openai import DEFAULT_TEXT
 
 Mode = Literal["sync", "async"]
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say something short."}]

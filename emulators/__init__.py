@@ -1,4 +1,8 @@
-"""Loopback HTTP emulators of LLM provider APIs, for tests and demos that need no network."""
+"""Loopback HTTP emulators of LLM provider APIs, for tests and demos that need no network.
+
+Not part of the installed package: tests, examples and benchmarks import them from the repository.
+``python -m emulators --port 8089`` serves them on their own (see docs/emulators.md).
+"""
 
 from ._server import RecordedRequest
 from .anthropic import AnthropicEmulator, AnthropicReply, AnthropicServedTotals

@@ -16,9 +16,9 @@ from botocore.config import Config
 from botocore.eventstream import EventStreamBuffer
 from botocore.exceptions import ClientError, EventStreamError
 
-from otel_llm_usage.emulator import BedrockEmulator, BedrockReply, _eventstream
-from otel_llm_usage.emulator import anthropic as anthropic_emulator
-from otel_llm_usage.emulator.bedrock import DEFAULT_TEXT, model_family
+from emulators import BedrockEmulator, BedrockReply, _eventstream
+from emulators import anthropic as anthropic_emulator
+from emulators.bedrock import DEFAULT_TEXT, model_family
 
 CLAUDE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 NOVA = "amazon.nova-pro-v1:0"

@@ -16,8 +16,8 @@ import anthropic
 import pytest
 from anthropic import Anthropic, AnthropicBedrock, AnthropicVertex, AsyncAnthropic
 
-from otel_llm_usage.emulator import AnthropicEmulator, AnthropicReply
-from otel_llm_usage.emulator.anthropic import DEFAULT_TEXT, bedrock_response_model, event_stream_frame
+from emulators import AnthropicEmulator, AnthropicReply
+from emulators.anthropic import DEFAULT_TEXT, bedrock_response_model, event_stream_frame
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

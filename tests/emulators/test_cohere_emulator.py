@@ -17,8 +17,8 @@ import httpx
 import pytest
 from cohere.core.api_error import ApiError
 
-from otel_llm_usage.emulator import CohereEmulator, CohereReply
-from otel_llm_usage.emulator.cohere import DEFAULT_TEXT, TEMPLATE_TOKENS
+from emulators import CohereEmulator, CohereReply
+from emulators.cohere import DEFAULT_TEXT, TEMPLATE_TOKENS
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -14,8 +14,8 @@ import pytest
 from groq import AsyncGroq, Groq
 from groq.types.chat import ChatCompletion, ChatCompletionChunk
 
-from otel_llm_usage.emulator import GroqEmulator, GroqReply
-from otel_llm_usage.emulator.groq import DEFAULT_TEXT
+from emulators import GroqEmulator, GroqReply
+from emulators.groq import DEFAULT_TEXT
 
 Mode = Literal["sync", "async"]
 MESSAGES: list[Any] = [{"role": "user", "content": "Say something short."}]
