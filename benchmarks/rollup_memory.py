@@ -1,14 +1,13 @@
 """Resident memory of the rollups over a long run: it must stay flat once the session LRU is full.
 
-Drives 1,000,000 LLM-call spans through the processor on a real SDK TracerProvider whose only
-other span processor drops every span. By default the spans are made directly, with the
-attributes the recorder writes; `--via recorder` makes them through the recorder itself (slower:
-it also records the per-call metrics). Calls come in runs of `--per-run` calls, each run in one
-of `--sessions` sessions visited in a scrambled order, with `max_sessions` far below the number
-of sessions so the LRU keeps evicting. Prints VmRSS (from /proc/self/status) at intervals.
+Drives 1,000,000 LLM calls through the recorder (and so the rollup, its listener) on a real SDK
+TracerProvider whose only other span processor drops every span. Calls come in runs of
+`--per-run` calls, each run in one of `--sessions` sessions visited in a scrambled order, with
+`max_sessions` far below the number of sessions so the LRU keeps evicting. Prints VmRSS (from
+/proc/self/status) at intervals.
 
     PYTHONPATH=. python benchmarks/rollup_memory.py
-    PYTHONPATH=. python benchmarks/rollup_memory.py --calls 200000 --every 20000 --via recorder
+    PYTHONPATH=. python benchmarks/rollup_memory.py --calls 200000 --every 20000
 """
 
 from __future__ import annotations
@@ -16,20 +15,15 @@ from __future__ import annotations
 import argparse
 import gc
 import time
-from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.trace import SpanKind
 
 import otel_llm_usage
-from otel_llm_usage import rollup
-from otel_llm_usage import semconv as sc
-from otel_llm_usage.context import current_scope
-from otel_llm_usage.instrumentor import active_instrumentor
+from otel_llm_usage import active
 from otel_llm_usage.recorder import CallRequest, CallResult
-from otel_llm_usage.scopes import run, session, usage_summary
+from otel_llm_usage.runs import run, session, usage_summary
 from otel_llm_usage.usage import TokenUsage
 
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1", "o4-mini")
@@ -50,46 +44,6 @@ def rss_kib() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def llm_span(tracer: Any, model: str, input_tokens: int, response_id: str) -> None:
-    """One LLM-call span with the attributes the recorder writes for a priced chat call."""
-    scope = current_scope.get()
-    start = {
-        sc.LLM_CALL_MARK: True,
-        sc.OPERATION_NAME: "chat",
-        sc.PROVIDER_NAME: "openai",
-        sc.REQUEST_STREAM: False,
-        sc.REQUEST_MODEL: model,
-        sc.SERVER_ADDRESS: "api.openai.com",
-        sc.SERVER_PORT: 443,
-    }
-    if scope.session_id is not None:
-        start[sc.CONVERSATION_ID] = start[sc.SESSION_ID] = scope.session_id
-    if scope.user_id is not None:
-        start[sc.USER_ID] = scope.user_id
-    if scope.agent is not None:
-        start[sc.AGENT_NAME] = scope.agent
-    span = tracer.start_span(f"chat {model}", kind=SpanKind.CLIENT, attributes=start)
-    span.set_attributes(
-        {
-            sc.RESPONSE_MODEL: model,
-            sc.RESPONSE_ID: response_id,
-            sc.RESPONSE_FINISH_REASONS: ("stop",),
-            sc.USAGE_SOURCE: sc.USAGE_SOURCE_PROVIDER,
-            sc.USAGE_INPUT_TOKENS: input_tokens,
-            sc.USAGE_OUTPUT_TOKENS: 300,
-            sc.USAGE_CACHE_READ_INPUT_TOKENS: 1024,
-            sc.USAGE_REASONING_OUTPUT_TOKENS: 64,
-            sc.COST_INPUT_USD: 0.0004,
-            sc.COST_CACHE_READ_USD: 0.0001,
-            sc.COST_CACHE_WRITE_USD: 0.0,
-            sc.COST_OUTPUT_USD: 0.0018,
-            sc.COST_SOURCE: sc.COST_SOURCE_PRICE_TABLE,
-            sc.USAGE_COST: 0.0023,
-        }
-    )
-    span.end()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -99,18 +53,15 @@ def main() -> None:
     parser.add_argument("--max-sessions", type=int, default=10_000)
     parser.add_argument("--per-run", type=int, default=5)
     parser.add_argument("--every", type=int, default=100_000)
-    parser.add_argument("--via", choices=("spans", "recorder"), default="spans")
     args = parser.parse_args()
 
     tp = TracerProvider()
     tp.add_span_processor(DropAll())
     mp = MeterProvider(metric_readers=[InMemoryMetricReader()])
     otel_llm_usage.instrument(tracer_provider=tp, meter_provider=mp, max_sessions=args.max_sessions)
-    inst = active_instrumentor()
-    proc = rollup.active()
-    assert inst is not None and inst.recorder is not None and proc is not None and proc.attached_to_provider
-    recorder = inst.recorder
-    tracer = proc.tracer
+    inst = active.current()
+    assert inst is not None and inst.rollup is not None and inst.rollup.attached_to_provider
+    recorder, rollup = inst.recorder, inst.rollup
 
     gc.collect()
     print(f"calls={args.calls:,} sessions={args.sessions:,} max_sessions={args.max_sessions:,}")
@@ -128,21 +79,16 @@ def main() -> None:
         with session(sid, user_id=f"user-{group % 977}"), run("agent-" + str(group % 8)):
             for k in range(min(args.per_run, args.calls - done)):
                 model = MODELS[(group + k) % len(MODELS)]
-                if args.via == "recorder":
-                    call = recorder.start(
-                        CallRequest("chat", "openai", model, server_address="api.openai.com")
-                    )
-                    usage = TokenUsage(input=1200 + k, output=300, cache_read=1024, reasoning=64)
-                    call.finish(CallResult(response_model=model, response_id=f"chatcmpl-{done}", usage=usage))
-                else:
-                    llm_span(tracer, model, 1200 + k, f"chatcmpl-{done}")
+                call = recorder.start(CallRequest("chat", "openai", model, server_address="api.openai.com"))
+                usage = TokenUsage(input=1200 + k, output=300, cache_read=1024, reasoning=64)
+                call.finish(CallResult(response_model=model, response_id=f"chatcmpl-{done}", usage=usage))
                 done += 1
                 if done % args.every == 0:
                     wall = (time.perf_counter() - t0) / args.every * 1e6
                     cpu = (time.process_time() - c0) / args.every * 1e6
-                    held = len(proc._sessions.items)
+                    held = len(rollup.sessions.items)
                     print(
-                        f"{done:>10,} {rss_kib() / 1024:>10.1f} {held:>14,} {len(proc._open):>11,} "
+                        f"{done:>10,} {rss_kib() / 1024:>10.1f} {held:>14,} {len(rollup.spans):>11,} "
                         f"{wall:>13.1f} {cpu:>12.1f}",
                         flush=True,
                     )

@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import otel_llm_usage
 from emulators import OpenAIEmulator, Reply
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.scopes import session_usage
+from otel_llm_usage.runs import session_usage
 
 ROW = "{:<34} {:>9} {:>8} {:>8} {:>7} {:>9} {:>10}"
 

@@ -16,12 +16,15 @@ from opentelemetry import baggage
 from .semconv import SESSION_ID
 
 if TYPE_CHECKING:
-    from .rollup import Run
+    from .rollup.run import Run
 
 
 @dataclass(frozen=True, slots=True)
-class Scope:
-    """The session and run of the calls started now; immutable so a snapshot is free."""
+class Attribution:
+    """What the calls started now belong to: session, user, agent, run and extra attributes.
+
+    Immutable, so a snapshot is free.
+    """
 
     session_id: str | None = None
     user_id: str | None = None
@@ -30,40 +33,41 @@ class Scope:
     run: Run | None = None
 
 
-EMPTY_SCOPE = Scope()
+EMPTY_ATTRIBUTION = Attribution()
 
 
-class ScopeVar:
-    """The current `Scope`. `get` falls back to the baggage's `session.id` when no session is set.
+class AttributionVar:
+    """The current `Attribution`. `get` falls back to the baggage's `session.id` when no session
+    is set.
 
-    Reading the baggage costs a context lookup, done only when the local scope has no session.
+    Reading the baggage costs a context lookup, done only when the local attribution has no session.
     """
 
     __slots__ = ("_var",)
 
     def __init__(self, name: str) -> None:
-        self._var: ContextVar[Scope] = ContextVar(name, default=EMPTY_SCOPE)
+        self._var: ContextVar[Attribution] = ContextVar(name, default=EMPTY_ATTRIBUTION)
 
-    def get(self) -> Scope:
-        scope = self._var.get()
-        if scope.session_id is None:
+    def get(self) -> Attribution:
+        current = self._var.get()
+        if current.session_id is None:
             sid = baggage.get_baggage(SESSION_ID)
             if isinstance(sid, str) and sid:
-                return Scope(sid, scope.user_id, scope.agent, scope.attributes, scope.run)
-        return scope
+                return Attribution(sid, current.user_id, current.agent, current.attributes, current.run)
+        return current
 
-    def get_local(self) -> Scope:
-        """The scope set in this process only, without the baggage fallback."""
+    def get_local(self) -> Attribution:
+        """The attribution set in this process only, without the baggage fallback."""
         return self._var.get()
 
-    def set(self, scope: Scope) -> Token[Scope]:
-        return self._var.set(scope)
+    def set(self, value: Attribution) -> Token[Attribution]:
+        return self._var.set(value)
 
-    def reset(self, token: Token[Scope]) -> None:
+    def reset(self, token: Token[Attribution]) -> None:
         self._var.reset(token)
 
 
-current_scope = ScopeVar("otel_llm_usage_scope")
+current_attribution = AttributionVar("otel_llm_usage_attribution")
 
 # Set while an instrumented call is in progress: a client called by another instrumented client
 # (litellm -> openai) records nothing, so each call is counted once, by the outermost library.

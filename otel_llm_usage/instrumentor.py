@@ -15,30 +15,16 @@ import wrapt
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from . import active, registry
 from ._guard import report
 from .config import Options
 from .pricing import Pricer
 from .recorder import Recorder, Settings
+from .rollup import Rollup
+from .rollup import install as install_rollup
+from .rollup import uninstall as uninstall_rollup
 
 log = logging.getLogger(__name__)
-
-
-# provider name -> our module for it. Each module names the client library it patches (`LIBRARY`)
-# and builds its wrappers: `build_wrappers(recorder, options) -> {(module, "Class.method"): fn}`.
-PROVIDERS: dict[str, str] = {
-    "openai": "otel_llm_usage.providers.openai",
-    "anthropic": "otel_llm_usage.providers.anthropic",
-    "bedrock": "otel_llm_usage.providers.bedrock",
-    "litellm": "otel_llm_usage.providers.litellm",
-    "google_genai": "otel_llm_usage.providers.google_genai",
-    "groq": "otel_llm_usage.providers.groq",
-    "cohere": "otel_llm_usage.providers.cohere",
-    "mistralai": "otel_llm_usage.providers.mistral",
-    # agent frameworks: run and session spans around the calls the providers above record
-    "openai_agents": "otel_llm_usage.frameworks.openai_agents",
-    "agno": "otel_llm_usage.frameworks.agno",
-    "openhands": "otel_llm_usage.frameworks.openhands",
-}
 
 
 class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -48,8 +34,9 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     # set in _instrument rather than in __init__.
     recorder: Recorder | None = None
     options: Options | None = None
-    rollup: Any = None
-    _patched: tuple[tuple[Any, str, Any], ...] = ()
+    rollup: Rollup | None = None
+    # (owner, method, original, our wrapper) of every method patched
+    _patched: tuple[tuple[Any, str, Any, Any], ...] = ()
     _generation = 0
 
     def instrumentation_dependencies(self) -> Collection[str]:
@@ -59,10 +46,7 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         tracer_provider = kwargs.pop("tracer_provider", None)
         meter_provider = kwargs.pop("meter_provider", None)
         options = Options.resolve(kwargs)
-        wanted = options.providers if options.providers is not None else tuple(PROVIDERS)
-        unknown = [name for name in wanted if name not in PROVIDERS]
-        if unknown:
-            raise ValueError(f"unknown provider(s) {unknown}; known: {sorted(PROVIDERS)}")
+        wanted = registry.selected(options.providers, options.frameworks)
         self.options = options
         if options.prometheus_port is not None and meter_provider is None:
             from .exporters import prometheus_meter_provider
@@ -77,13 +61,12 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         )
         self.recorder = recorder
         if options.rollups:
-            from .rollup import install_rollups
-
-            self.rollup = install_rollups(recorder, options, tracer_provider, meter_provider)
+            self.rollup = install_rollup(recorder, options, tracer_provider, meter_provider)
+        active.install(active.Installation(recorder, self.rollup))
         self._patched = ()
         self._generation += 1
-        for name in wanted:
-            provider = importlib.import_module(PROVIDERS[name])
+        for module_name in wanted.values():
+            provider = importlib.import_module(module_name)
             library = provider.LIBRARY
             if library in sys.modules:
                 self._patch(provider, self._generation)
@@ -111,17 +94,25 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 report(f"instrument {module_name}.{attr} (not found)", LookupError(attr))
                 continue
             wrapt.wrap_function_wrapper(owner, method, wrapper)
-            patched.append((owner, method, original))
+            patched.append((owner, method, original, owner.__dict__.get(method)))
         self._patched = tuple(patched)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         self._generation += 1  # import hooks registered before now do nothing
-        for owner, method, original in reversed(self._patched):
-            setattr(owner, method, original)
+        for owner, method, original, ours in reversed(self._patched):
+            if owner.__dict__.get(method) is ours:
+                setattr(owner, method, original)
+            else:  # wrapped again since, by another instrumentation: removing ours would drop theirs
+                log.warning(
+                    "otel-llm-usage: %s.%s was wrapped again after instrument(); left in place",
+                    getattr(owner, "__qualname__", owner),
+                    method,
+                )
         self._patched = ()
-        if self.rollup is not None:
-            self.rollup.shutdown_rollups()
-            self.rollup = None
+        active.install(None)
+        if self.rollup is not None and self.recorder is not None:
+            uninstall_rollup(self.recorder, self.rollup)
+        self.rollup = None
         self.recorder = None
 
 
@@ -132,7 +123,6 @@ def _installed(name: str) -> bool:
         return False
 
 
-_instrumentor: LLMUsageInstrumentor | None = None
 _lock = threading.Lock()
 
 
@@ -145,30 +135,24 @@ def instrument(
 
     Uses the global tracer and meter providers unless others are given. Options (each also an
     environment variable, see README): capture_content, max_content_length, stream_usage,
-    providers, metric_attributes, endpoints, prices, rollups, budgets, budget_callback,
+    providers, frameworks, metric_attributes, endpoints, prices, rollups, budgets, budget_callback,
     max_sessions, session_idle_seconds, prometheus_port.
     """
-    global _instrumentor
     with _lock:
-        if _instrumentor is None:
-            _instrumentor = LLMUsageInstrumentor()
-        if not _instrumentor.is_instrumented_by_opentelemetry:
-            _instrumentor.instrument(
-                tracer_provider=tracer_provider, meter_provider=meter_provider, **options
-            )
-        return _instrumentor
+        inst = LLMUsageInstrumentor()  # BaseInstrumentor makes this the one instance
+        if not inst.is_instrumented_by_opentelemetry:
+            inst.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider, **options)
+        return inst
 
 
 def uninstrument() -> None:
     """Restore every patched method exactly. Safe to call when not instrumented."""
     with _lock:
-        if _instrumentor is not None and _instrumentor.is_instrumented_by_opentelemetry:
-            _instrumentor.uninstrument()
+        inst = LLMUsageInstrumentor()
+        if inst.is_instrumented_by_opentelemetry:
+            inst.uninstrument()
 
 
 def active_instrumentor() -> LLMUsageInstrumentor | None:
-    return (
-        _instrumentor
-        if _instrumentor is not None and _instrumentor.is_instrumented_by_opentelemetry
-        else None
-    )
+    inst = LLMUsageInstrumentor()
+    return inst if inst.is_instrumented_by_opentelemetry else None

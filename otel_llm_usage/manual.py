@@ -85,7 +85,7 @@ class ManualCall:
         self._usage: TokenUsage | None = None
         self._response_model: str | None = None
         self._call: LLMCall | None = None
-        self._scope_token: Any = None
+        self._agent_token: Any = None
 
     def set_usage(
         self,
@@ -107,7 +107,7 @@ class ManualCall:
 
     def __enter__(self) -> ManualCall:
         rec = _recorder()
-        self._scope_token = _enter_agent(self._agent)
+        self._agent_token = _enter_agent(self._agent)
         self._call = rec.start(self._req)
         return self
 
@@ -126,7 +126,7 @@ class ManualCall:
             else:
                 call.finish(result)
         finally:
-            _exit_agent(self._scope_token)
+            _exit_agent(self._agent_token)
 
 
 def _cost(value: object) -> float:
@@ -140,16 +140,16 @@ def _enter_agent(agent: str | None) -> Any:
         return None
     from dataclasses import replace
 
-    from .context import current_scope
+    from .context import current_attribution
 
-    return current_scope.set(replace(current_scope.get(), agent=agent))
+    return current_attribution.set(replace(current_attribution.get(), agent=agent))
 
 
 def _exit_agent(token: Any) -> None:
     if token is not None:
-        from .context import current_scope
+        from .context import current_attribution
 
-        current_scope.reset(token)
+        current_attribution.reset(token)
 
 
 @overload

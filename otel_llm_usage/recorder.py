@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,13 +18,12 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import semconv as sc
 from ._guard import report
-from .context import current_scope
-from .counters import CallCounters
+from .call_metrics import CallInstruments
+from .context import current_attribution
+from .listener import CallListener, CallRefused, EndedCall
 from .pricing import Cost, Pricer
 from .usage import TokenUsage
-from .version import __version__
-
-SCOPE_NAME = "otel_llm_usage"
+from .version import INSTRUMENTATION_NAME, __version__
 
 
 @dataclass(slots=True)
@@ -72,16 +71,6 @@ def _truncate_json(value: Any, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + "…[truncated]"
 
 
-class LedgerSpan(trace.Span):
-    """A span that takes its call's ledger as the recorder computed it: the rollups read the
-    tokens and cost from here rather than parse them back out of the attributes."""
-
-    __slots__ = ()
-
-    def take_ledger(self, usage: TokenUsage | None, cost: float | None) -> None:
-        raise NotImplementedError
-
-
 class Recorder:
     def __init__(
         self,
@@ -90,75 +79,32 @@ class Recorder:
         pricer: Pricer,
         settings: Settings,
     ) -> None:
-        self.tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider, schema_url=sc.SCHEMA_URL)
-        meter = metrics.get_meter(SCOPE_NAME, __version__, meter_provider, schema_url=sc.SCHEMA_URL)
+        self.tracer = trace.get_tracer(
+            INSTRUMENTATION_NAME, __version__, tracer_provider, schema_url=sc.SCHEMA_URL
+        )
+        meter = metrics.get_meter(INSTRUMENTATION_NAME, __version__, meter_provider, schema_url=sc.SCHEMA_URL)
         self.pricer = pricer
         self.settings = settings
-        self.before_call: list[Callable[[CallRequest], None]] = []
-        self.token_usage = meter.create_histogram(
-            sc.METRIC_TOKEN_USAGE, sc.UNIT_TOKEN, "Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
-        )  # fmt: skip
-        self.duration = meter.create_histogram(
-            sc.METRIC_OPERATION_DURATION, sc.UNIT_SECONDS, "GenAI operation duration.",
-            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
-        )  # fmt: skip
-        self.ttfc = meter.create_histogram(
-            sc.METRIC_TIME_TO_FIRST_CHUNK, sc.UNIT_SECONDS,
-            "Time from the start of a streamed call to the first chunk delivered to the caller.",
-            explicit_bucket_boundaries_advisory=list(sc.TIME_TO_FIRST_CHUNK_BUCKETS),
-        )  # fmt: skip
-        self.tpoc = meter.create_histogram(
-            sc.METRIC_TIME_PER_OUTPUT_CHUNK, sc.UNIT_SECONDS,
-            "Mean time between consecutive chunks of a streamed call, after the first.",
-            explicit_bucket_boundaries_advisory=list(sc.TIME_PER_CHUNK_BUCKETS),
-        )  # fmt: skip
-        self.utilization = meter.create_histogram(
-            sc.METRIC_CONTEXT_UTILIZATION, "1", "Input tokens as a share of the model's context window.",
-            explicit_bucket_boundaries_advisory=list(sc.UTILIZATION_BUCKETS),
-        )  # fmt: skip
-        self.counters = CallCounters()
-        meter.create_observable_counter(
-            sc.METRIC_TOKENS, [self._observe_tokens], sc.UNIT_TOKEN, "Tokens by disjoint bucket."
-        )
-        meter.create_observable_counter(
-            sc.METRIC_COST, [self._observe_cost], sc.UNIT_USD, "Cost of LLM calls in US dollars."
-        )
-        meter.create_observable_counter(
-            sc.METRIC_UNPRICED,
-            [self._observe_unpriced],
-            sc.UNIT_REQUEST,
-            "LLM calls with usage but no known price.",
-        )
+        self.listeners: tuple[CallListener, ...] = ()
+        m = CallInstruments(meter, meter_provider)
+        # Held here as plain attributes: `LLMCall._finish` reads them on every call.
+        self.token_usage = m.token_usage
+        self.duration = m.duration
+        self.ttfc = m.ttfc
+        self.tpoc = m.tpoc
+        self.utilization = m.utilization
+        self.counters = m.counters
 
-    def _observe_tokens(self, options: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
-        for s in self.counters.series():
-            attrs = s.attributes
-            yield metrics.Observation(s.input, {**attrs, sc.LLM_TOKEN_TYPE: "input"})
-            yield metrics.Observation(s.output, {**attrs, sc.LLM_TOKEN_TYPE: "output"})
-            yield metrics.Observation(s.cache_read, {**attrs, sc.LLM_TOKEN_TYPE: "cache_read"})
-            if s.cache_write:
-                yield metrics.Observation(s.cache_write, {**attrs, sc.LLM_TOKEN_TYPE: "cache_write"})
-            if s.reasoning:
-                yield metrics.Observation(s.reasoning, {**attrs, sc.LLM_TOKEN_TYPE: "reasoning"})
+    def add_listener(self, listener: CallListener) -> None:
+        self.listeners = (*self.listeners, listener)
 
-    def _observe_cost(self, options: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
-        for s in self.counters.series():
-            if s.cost is not None:
-                yield metrics.Observation(s.cost, s.attributes)
-
-    def _observe_unpriced(self, options: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
-        for s in self.counters.series():
-            if s.unpriced:
-                yield metrics.Observation(s.unpriced, s.attributes)
+    def remove_listener(self, listener: CallListener) -> None:
+        self.listeners = tuple(x for x in self.listeners if x is not listener)
 
     def start(
         self, req: CallRequest, *, start_time_ns: int | None = None, check_budgets: bool = True
     ) -> LLMCall:
-        if check_budgets:
-            for hook in self.before_call:
-                hook(req)  # budgets raise from here, before any request is sent
-        scope = current_scope.get()
+        attribution = current_attribution.get()
         attrs: dict[str, Any] = {
             sc.LLM_CALL_MARK: True,
             sc.OPERATION_NAME: req.operation,
@@ -173,35 +119,53 @@ class Recorder:
                 attrs[sc.SERVER_PORT] = req.server_port
         if req.attributes:
             attrs.update(req.attributes)
-        if scope.session_id is not None:
-            attrs[sc.CONVERSATION_ID] = scope.session_id
-            attrs[sc.SESSION_ID] = scope.session_id
-        if scope.user_id is not None:
-            attrs[sc.USER_ID] = scope.user_id
-        if scope.agent is not None:
-            attrs[sc.AGENT_NAME] = scope.agent
-        if scope.attributes:
-            attrs.update(scope.attributes)
+        if attribution.session_id is not None:
+            attrs[sc.CONVERSATION_ID] = attribution.session_id
+            attrs[sc.SESSION_ID] = attribution.session_id
+        if attribution.user_id is not None:
+            attrs[sc.USER_ID] = attribution.user_id
+        if attribution.agent is not None:
+            attrs[sc.AGENT_NAME] = attribution.agent
+        if attribution.attributes:
+            attrs.update(attribution.attributes)
+        listened: list[tuple[CallListener, object]] | None = None
+        if self.listeners:
+            listened = []
+            for listener in self.listeners:
+                try:
+                    listened.append((listener, listener.call_starting(req, attrs, check_budgets)))
+                except CallRefused:
+                    raise  # a spent budget: before any span or request
+                except Exception as exc:
+                    report("recorder.call_starting", exc)
         if self.settings.capture_content and req.input_messages is not None:
             attrs[sc.INPUT_MESSAGES] = _truncate_json(req.input_messages, self.settings.max_content_length)
         name = f"{req.operation} {req.model}" if req.model else req.operation
-        span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, start_time=start_time_ns)
+        start_ns = start_time_ns if start_time_ns is not None else time.time_ns()
+        try:
+            span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, start_time=start_ns)
+        except Exception as exc:  # a user's sampler or span processor: the call still counts
+            report("recorder.start_span", exc)
+            span = trace.INVALID_SPAN
         metric_attrs: dict[str, Any] = {sc.OPERATION_NAME: req.operation, sc.PROVIDER_NAME: req.provider}
         if req.model:
             metric_attrs[sc.REQUEST_MODEL] = req.model
-        if scope.agent is not None:
-            metric_attrs[sc.AGENT_NAME] = scope.agent
+        if attribution.agent is not None:
+            metric_attrs[sc.AGENT_NAME] = attribution.agent
         for key in self.settings.metric_attributes:
             if key in attrs:
                 metric_attrs[key] = attrs[key]
-        return LLMCall(self, req, span, metric_attrs)
+        return LLMCall(self, req, span, metric_attrs, start_ns, attrs, listened)
 
 
 class LLMCall:
     """One call in flight. `finish` and `fail` are idempotent: the span ends exactly once."""
 
     __slots__ = (
+        "_attrs",
         "_ctx_token",
+        "_ended",
+        "_listened",
         "_mattrs",
         "_rec",
         "chunks",
@@ -209,18 +173,30 @@ class LLMCall:
         "end_time_ns",
         "req",
         "span",
+        "start_ns",
         "t0",
         "t_first",
         "t_last",
     )
 
     def __init__(
-        self, rec: Recorder, req: CallRequest, span: trace.Span, metric_attrs: dict[str, Any]
+        self,
+        rec: Recorder,
+        req: CallRequest,
+        span: trace.Span,
+        metric_attrs: dict[str, Any],
+        start_ns: int,
+        attrs: dict[str, Any],
+        listened: list[tuple[CallListener, object]] | None,
     ) -> None:
         self._rec = rec
         self.req = req
         self.span = span
         self._mattrs = metric_attrs
+        self.start_ns = start_ns
+        self._attrs = attrs
+        self._listened = listened
+        self._ended = False
         self.t0 = time.perf_counter()
         self.t_first = 0.0
         self.t_last = 0.0
@@ -270,6 +246,9 @@ class LLMCall:
             self._end_quietly()
 
     def _end_quietly(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
         try:
             self.span.end()
         except Exception:
@@ -347,12 +326,17 @@ class LLMCall:
             attrs[sc.USAGE_COST] = total_cost
         if rec.settings.capture_content and res.output_messages is not None:
             attrs[sc.OUTPUT_MESSAGES] = _truncate_json(res.output_messages, rec.settings.max_content_length)
-        take_ledger = getattr(span, "take_ledger", None)  # a LedgerSpan's: cheaper than isinstance
-        if take_ledger is not None:
-            take_ledger(usage, total_cost)
         span.set_attributes(attrs)
-        span.end(end_time=self.end_time_ns)
-
+        end_ns = self.end_time_ns or time.time_ns()
+        self._ended = True  # a span processor raising in `end` must not make us end it twice
+        try:
+            span.end(end_time=end_ns)
+        except Exception as exc:
+            report("recorder.span_end", exc)
+        if self._listened:
+            self._notify_end(
+                res, usage, total_cost, etype is not None, end_ns, utilization if window else None
+            )
         rec.duration.record(duration, mattrs)
         if req.stream and self.chunks:
             rec.ttfc.record(self.t_first - self.t0, mattrs)
@@ -365,3 +349,38 @@ class LLMCall:
                 rec.utilization.record(utilization, mattrs)
         if usage is not None or total_cost is not None:
             rec.counters.add(mattrs, usage, total_cost)
+
+    def _notify_end(
+        self,
+        res: CallResult,
+        usage: TokenUsage | None,
+        cost: float | None,
+        error: bool,
+        end_ns: int,
+        utilization: float | None,
+    ) -> None:
+        start_ns = self.start_ns
+        if self.req.stream:
+            first = start_ns + int((self.t_first - self.t0) * 1e9) if self.chunks else None
+        else:
+            first = None if error else end_ns
+        attrs = self._attrs
+        model = res.response_model or attrs.get(sc.REQUEST_MODEL) or "unknown"
+        ended = EndedCall(
+            str(model),
+            usage,
+            cost,
+            error,
+            start_ns,
+            end_ns,
+            first,
+            utilization,
+            attrs.get(sc.AGENT_NAME),
+            attrs.get(sc.SESSION_ID) or attrs.get(sc.CONVERSATION_ID),
+            attrs,
+        )
+        for listener, state in self._listened or ():
+            try:
+                listener.call_ended(ended, state)
+            except Exception as exc:
+                report("recorder.call_ended", exc)

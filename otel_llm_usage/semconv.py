@@ -81,7 +81,6 @@ USAGE_SOURCE_MISSING: Final = "missing"
 
 # --- run and session rollup attributes ---------------------------------------------------------
 RUN_PREFIX: Final = "llm_usage.run."
-SESSION_PREFIX: Final = "llm_usage.session."
 RUN_REQUESTS: Final = "llm_usage.run.requests"
 RUN_INPUT_TOKENS: Final = "llm_usage.run.input_tokens"
 RUN_OUTPUT_TOKENS: Final = "llm_usage.run.output_tokens"
@@ -169,8 +168,3 @@ RUN_DURATION_BUCKETS: Final = (
 )  # fmt: skip
 UTILIZATION_BUCKETS: Final = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 COUNT_BUCKETS: Final = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
-
-# Attributes allowed as metric labels by default: low cardinality only.
-METRIC_ATTRIBUTES: Final = (
-    OPERATION_NAME, PROVIDER_NAME, REQUEST_MODEL, RESPONSE_MODEL, AGENT_NAME, ERROR_TYPE,
-)  # fmt: skip

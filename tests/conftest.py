@@ -105,3 +105,15 @@ def _openai_emulator() -> Iterator[Any]:
 def openai_emulator(_openai_emulator: Any) -> Any:
     _openai_emulator.reset()
     return _openai_emulator
+
+
+class RefuseEveryCall:
+    """A call listener that refuses every call, as a spent `raise` budget does."""
+
+    def call_starting(self, req: Any, attributes: dict[str, Any], check_budgets: bool) -> object:
+        from otel_llm_usage import BudgetExceeded
+
+        raise BudgetExceeded("process", None, 1.0, 2.0)
+
+    def call_ended(self, call: Any, state: object) -> None:
+        raise AssertionError("a refused call never ends")

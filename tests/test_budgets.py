@@ -13,8 +13,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from emulators import Reply
 from otel_llm_usage import Budget, BudgetExceeded
 from otel_llm_usage._guard import reported_sites
-from otel_llm_usage.rollup import BUDGET_EXCEEDED_EVENT
-from otel_llm_usage.scopes import run, session, session_usage, usage_summary
+from otel_llm_usage.runs import run, session, session_usage, usage_summary
+from otel_llm_usage.semconv import BUDGET_EXCEEDED_EVENT
 from tests.conftest import Telemetry
 
 MSGS: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]

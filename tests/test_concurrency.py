@@ -22,7 +22,7 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint
 
 from emulators import Reply
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.scopes import Run, run, session, session_usage, usage_summary
+from otel_llm_usage.runs import Run, run, session, session_usage, usage_summary
 from otel_llm_usage.usage import Usage
 from tests.conftest import Telemetry
 

@@ -61,7 +61,7 @@ def _value(v: Any) -> Any:
 
 
 def test_collector_receives_llm_spans_run_totals_and_metrics(collector: Any, openai_emulator: Any) -> None:
-    from otel_llm_usage.scopes import run, session
+    from otel_llm_usage.runs import run, session
 
     endpoint = f"http://127.0.0.1:{collector.server_address[1]}"
     resource = Resource.create({"service.name": "checkout-agent"})

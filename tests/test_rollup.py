@@ -18,9 +18,9 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import otel_llm_usage
 from emulators import Reply
-from otel_llm_usage import rollup
+from otel_llm_usage import active
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.scopes import close_session, run, session, session_usage, usage_summary
+from otel_llm_usage.runs import close_session, run, session, session_usage, usage_summary
 from otel_llm_usage.usage import Usage
 from tests.conftest import Telemetry
 
@@ -310,7 +310,7 @@ def no_sdk_tracing() -> Iterator[Telemetry]:
 def test_without_an_sdk_tracer_provider_rollups_still_work(
     no_sdk_tracing: Telemetry, openai_emulator: Any
 ) -> None:
-    proc = rollup.active()
+    proc = active.current_rollup()
     assert proc is not None and not proc.attached_to_provider
     c = client(openai_emulator)
     with session("s-nosdk"), run("outer") as outer:
@@ -394,10 +394,10 @@ def test_sessions_beyond_max_are_evicted_lru_and_recorded_once(
 
 def test_idle_sessions_expire_lazily(instrument_with: Any, openai_emulator: Any) -> None:
     t = instrument_with(session_idle_seconds=60)
-    proc = rollup.active()
+    proc = active.current_rollup()
     assert proc is not None
     now = [1000.0]
-    proc._sessions.clock = lambda: now[0]
+    proc.sessions.clock = lambda: now[0]
     c = client(openai_emulator)
     with session("idle"):
         chat(c, openai_emulator, 100, 10)
@@ -446,7 +446,7 @@ def test_uninstrument_records_held_sessions_and_stops_counting(openai_emulator: 
     with session("s-end"):
         chat(c, openai_emulator, 100, 10)
     otel_llm_usage.uninstrument()
-    assert rollup.active() is None
+    assert active.current_rollup() is None
     assert [p[1:] for p in hist(t, sc.METRIC_SESSION_REQUESTS)] == [(1, 1)]
     with session("s-end"), run("after"):
         chat(c, openai_emulator, 100, 10)

@@ -14,7 +14,7 @@ from openai.types.chat import ChatCompletionMessageParam
 import otel_llm_usage
 from emulators import Reply
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.recorder import SCOPE_NAME
+from otel_llm_usage.version import INSTRUMENTATION_NAME as SCOPE_NAME
 from tests.conftest import Telemetry
 
 PINNED = {

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from .. import scopes
+from .. import runs
 from .._guard import report
 from ..config import Options
 from ..recorder import Recorder
@@ -59,15 +59,15 @@ class _Plan:
         self.kwargs = kwargs
 
     def run_entry(self) -> RunEntry:
-        run = scopes.run(self.name, agent=self.name, session_id=self.session_id)
+        run = runs.run(self.name, agent=self.name, session_id=self.session_id)
         if self.user_id is not None and self.session_id is not None:
-            return RunEntry(scopes.session(self.session_id, user_id=self.user_id), run, run_id=self.run_id)
+            return RunEntry(runs.session(self.session_id, user_id=self.user_id), run, run_id=self.run_id)
         return RunEntry(run, run_id=self.run_id)
 
     def session_entry(self) -> RunEntry | None:
         if self.session_id is None:
             return None
-        return RunEntry(scopes.session(self.session_id, user_id=self.user_id))
+        return RunEntry(runs.session(self.session_id, user_id=self.user_id))
 
 
 def _plan(instance: Any, kwargs: dict[str, Any]) -> _Plan | None:

@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .. import scopes
+from .. import runs
 from .._guard import report
 from ..config import Options
 from ..recorder import Recorder
@@ -83,7 +83,7 @@ def _entry(args: tuple[Any, ...], kwargs: dict[str, Any]) -> RunEntry | None:
         agent = args[0] if args else kwargs.get("starting_agent")
         input = args[1] if len(args) > 1 else kwargs.get("input")
         name = agent_name(agent)
-        return RunEntry(scopes.run(name, agent=name, session_id=session_id_of(kwargs, input)))
+        return RunEntry(runs.run(name, agent=name, session_id=session_id_of(kwargs, input)))
     except Exception as exc:
         report("openai_agents.run", exc)
         return None

@@ -34,10 +34,10 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from .. import scopes
+from .. import runs
 from .._guard import report
 from ..config import Options
-from ..context import current_scope
+from ..context import current_attribution
 from ..providers import litellm as litellm_provider
 from ..recorder import Recorder
 from . import RunEntry, in_run, in_run_async, is_id
@@ -151,7 +151,7 @@ def agent_name(conversation: Any) -> str:
 def _run_entry(conversation: Any) -> RunEntry | None:
     try:
         name = agent_name(conversation)
-        return RunEntry(scopes.run(name, agent=name, session_id=session_id_of(conversation)))
+        return RunEntry(runs.run(name, agent=name, session_id=session_id_of(conversation)))
     except Exception as exc:
         report("openhands.run", exc)
         return None
@@ -176,7 +176,7 @@ def _in_session(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict
     if sid is None:
         return wrapped(*args, **kwargs)
     try:
-        entry = RunEntry(scopes.session(sid))
+        entry = RunEntry(runs.session(sid))
     except Exception as exc:
         report("openhands.session", exc)
         return wrapped(*args, **kwargs)
@@ -189,10 +189,10 @@ def _enter_usage(llm: Any) -> Any:
         usage_id = getattr(llm, "usage_id", None)
         if not is_id(usage_id):
             return None
-        scope = current_scope.get_local()
-        if scope.agent == usage_id:
+        attribution = current_attribution.get_local()
+        if attribution.agent == usage_id:
             return None
-        return current_scope.set(dataclasses.replace(scope, agent=usage_id))
+        return current_attribution.set(dataclasses.replace(attribution, agent=usage_id))
     except Exception as exc:
         report("openhands.usage_id", exc)
         return None
@@ -204,7 +204,7 @@ def _as_usage(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[s
         return wrapped(*args, **kwargs)
     finally:
         if token is not None:
-            current_scope.reset(token)
+            current_attribution.reset(token)
 
 
 async def _as_usage_async(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -213,4 +213,4 @@ async def _as_usage_async(wrapped: Any, instance: Any, args: tuple[Any, ...], kw
         return await wrapped(*args, **kwargs)
     finally:
         if token is not None:
-            current_scope.reset(token)
+            current_attribution.reset(token)

@@ -105,7 +105,7 @@ def dumps(events: list[Any]) -> list[Any]:
 
 
 def test_provider_is_registered() -> None:
-    from otel_llm_usage.instrumentor import PROVIDERS
+    from otel_llm_usage.registry import PROVIDERS
 
     assert PROVIDERS.get("cohere") == "otel_llm_usage.providers.cohere"
     assert provider.LIBRARY == "cohere"
@@ -812,11 +812,9 @@ def test_internal_failure_never_reaches_the_caller(
 
 def test_budget_exceeded_propagates_before_the_request(telemetry: Any, emu: CohereEmulator) -> None:
     from otel_llm_usage import BudgetExceeded
+    from tests.conftest import RefuseEveryCall
 
-    def over_budget(_req: Any) -> None:
-        raise BudgetExceeded("process", None, 1.0, 2.0)
-
-    telemetry.instrumentor.recorder.before_call.append(over_budget)
+    telemetry.instrumentor.recorder.add_listener(RefuseEveryCall())
     c = client(emu)
     with pytest.raises(BudgetExceeded):
         chat(c)

@@ -105,9 +105,9 @@ def resource_class(module: str, cls: str) -> Any:
 
 
 def test_provider_is_registered_and_hooks_every_resource_method() -> None:
-    from otel_llm_usage.instrumentor import PROVIDERS
+    from otel_llm_usage.registry import PROVIDERS
 
-    assert PROVIDERS["mistralai"] == "otel_llm_usage.providers.mistral"
+    assert PROVIDERS["mistral"] == "otel_llm_usage.providers.mistral"
     assert provider.LIBRARY == SDK
     found = provider.targets(SDK)
     assert set(found) == {(f"{SDK}.{m}", f"{c}.{name}") for m, c, name in RESOURCE_METHODS}
@@ -675,11 +675,9 @@ def test_a_failing_request_description_lets_the_call_through(
 
 def test_budget_exceeded_propagates_before_the_request(telemetry: Any, emu: MistralEmulator) -> None:
     from otel_llm_usage import BudgetExceeded
+    from tests.conftest import RefuseEveryCall
 
-    def over_budget(_req: Any) -> None:
-        raise BudgetExceeded("process", None, 1.0, 2.0)
-
-    telemetry.instrumentor.recorder.before_call.append(over_budget)
+    telemetry.instrumentor.recorder.add_listener(RefuseEveryCall())
     with pytest.raises(BudgetExceeded):
         chat(client(emu))
     assert emu.requests == []

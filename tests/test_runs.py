@@ -18,7 +18,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from emulators import Reply
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.scopes import (
+from otel_llm_usage.runs import (
     Run,
     UsageSummary,
     current_run,

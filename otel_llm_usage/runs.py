@@ -24,21 +24,19 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util import types
 
-from . import rollup
+from . import active
 from . import semconv as sc
 from ._guard import report
-from .budgets import Budget
-from .context import Scope, current_scope
-from .recorder import SCOPE_NAME
-from .rollup import Run
+from .context import Attribution, current_attribution
+from .rollup import Budget, Rollup, Run
 from .summary import UsageRow, UsageSummary
 from .usage import Usage
-from .version import __version__
+from .version import INSTRUMENTATION_NAME, __version__
 
 __all__ = [
     "Run",
-    "RunScope",
-    "SessionScope",
+    "RunBlock",
+    "SessionBlock",
     "UsageRow",
     "UsageSummary",
     "close_session",
@@ -70,15 +68,26 @@ def _budgets(budgets: Iterable[Budget]) -> tuple[Budget, ...]:
 
 
 def _own_entry(
-    entries: list[tuple[Scope, Token[Scope], object]], current: Scope
-) -> tuple[Scope, Token[Scope], object]:
-    """The entry this context opened: one scope object may be entered by several tasks at once."""
+    entries: list[tuple[Attribution, Token[Attribution], object]], current: Attribution
+) -> tuple[Attribution, Token[Attribution], object]:
+    """The entry this context opened: one block object may be entered by several tasks at once."""
     entry = next((e for e in reversed(entries) if e[0] is current), entries[-1])
     entries.remove(entry)
     return entry
 
 
-class SessionScope:
+def _restore(token: Token[Attribution], ctx_token: object) -> None:
+    """Undo a block's entry. Left in another context than it was entered in (an async generator
+    finalised elsewhere, a generator closed by another task), neither value can be reset there:
+    nothing is raised, as plain OpenTelemetry raises nothing for its spans."""
+    try:
+        current_attribution.reset(token)
+    except ValueError:
+        return
+    otel_context.detach(ctx_token)  # type: ignore[arg-type]
+
+
+class SessionBlock:
     """What `session()` returns: a context manager (sync or async) that yields the session id."""
 
     __slots__ = ("_attributes", "_budgets", "_session_id", "_tokens", "_user_id")
@@ -90,34 +99,31 @@ class SessionScope:
         self._user_id = user_id
         self._budgets = budgets
         self._attributes = attributes
-        self._tokens: list[tuple[Scope, Token[Scope], object]] = []
+        self._tokens: list[tuple[Attribution, Token[Attribution], object]] = []
 
     def __enter__(self) -> str:
         sid = self._session_id
-        outer = current_scope.get_local()
+        outer = current_attribution.get_local()
         user_id = self._user_id if self._user_id is not None else outer.user_id
         attributes = {**outer.attributes, **self._attributes} if self._attributes else outer.attributes
-        scope = Scope(sid, user_id, outer.agent, attributes, outer.run)
-        proc = rollup.active()
-        if proc is not None:
+        attribution = Attribution(sid, user_id, outer.agent, attributes, outer.run)
+        rollup = active.current_rollup()
+        if rollup is not None:
             try:
-                proc.open_session(sid, user_id, attributes, self._budgets)
+                rollup.open_session(sid, user_id, attributes, self._budgets)
             except Exception as exc:
-                report("scopes.session", exc)
-        token = current_scope.set(scope)
+                report("runs.session", exc)
+        token = current_attribution.set(attribution)
         ctx_token = otel_context.attach(baggage.set_baggage(sc.SESSION_ID, sid))
-        self._tokens.append((scope, token, ctx_token))
+        self._tokens.append((attribution, token, ctx_token))
         return sid
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        entry = _own_entry(self._tokens, current_scope.get_local())
+        entry = _own_entry(self._tokens, current_attribution.get_local())
         _, token, ctx_token = entry
-        try:
-            otel_context.detach(ctx_token)  # type: ignore[arg-type]
-        finally:
-            current_scope.reset(token)
+        _restore(token, ctx_token)
 
     async def __aenter__(self) -> str:
         return self.__enter__()
@@ -134,7 +140,7 @@ def session(
     user_id: str | None = None,
     budgets: Iterable[Budget] = (),
     attributes: Attributes | None = None,
-) -> SessionScope:
+) -> SessionBlock:
     """Put every span started inside on session `session_id` (and user `user_id`).
 
     LLM-call and run spans get `gen_ai.conversation.id` and `session.id` (other spans
@@ -147,7 +153,7 @@ def session(
     or `session_idle_seconds` without calls. `budgets` limit this session's total cost (their
     `scope` and `agent` fields are not consulted).
     """
-    return SessionScope(
+    return SessionBlock(
         _check_id(session_id, "session_id"),
         _check_id(user_id, "user_id") if user_id is not None else None,
         _budgets(budgets),
@@ -156,38 +162,33 @@ def session(
 
 
 def _tracer() -> trace.Tracer:
-    proc = rollup.active()
-    if proc is not None:
-        return proc.tracer
-    from .instrumentor import active_instrumentor
-
-    inst = active_instrumentor()
-    if inst is not None and inst.recorder is not None:
+    inst = active.current()
+    if inst is not None:
         return inst.recorder.tracer
-    return trace.get_tracer(SCOPE_NAME, __version__, schema_url=sc.SCHEMA_URL)
+    return trace.get_tracer(INSTRUMENTATION_NAME, __version__, schema_url=sc.SCHEMA_URL)
 
 
 class _RunState:
-    __slots__ = ("ctx_token", "proc", "run", "scope", "scope_token", "span")
+    __slots__ = ("attribution", "ctx_token", "rollup", "run", "span", "token")
 
     def __init__(
         self,
         run: Run,
         span: trace.Span,
-        proc: rollup.RollupProcessor | None,
-        scope: Scope,
-        scope_token: Token[Scope],
+        rollup: Rollup | None,
+        attribution: Attribution,
+        token: Token[Attribution],
         ctx_token: object,
     ) -> None:
         self.run = run
-        self.scope = scope
+        self.attribution = attribution
         self.span = span
-        self.proc = proc
-        self.scope_token = scope_token
+        self.rollup = rollup
+        self.token = token
         self.ctx_token = ctx_token
 
 
-class RunScope:
+class RunBlock:
     """What `run()` returns: a context manager (sync or async) yielding the `Run`, and a decorator."""
 
     __slots__ = ("_agent", "_attributes", "_budgets", "_name", "_session_id", "_states")
@@ -207,13 +208,13 @@ class RunScope:
         self._attributes = attributes
         self._states: list[_RunState] = []
 
-    def _fresh(self) -> RunScope:
-        return RunScope(self._name, self._agent, self._session_id, self._budgets, self._attributes)
+    def _fresh(self) -> RunBlock:
+        return RunBlock(self._name, self._agent, self._session_id, self._budgets, self._attributes)
 
     def __enter__(self) -> Run:
         name = self._name
         agent = self._agent or name
-        outer = current_scope.get()
+        outer = current_attribution.get()
         session_id = self._session_id or outer.session_id
         user_id = outer.user_id
         attributes = {**outer.attributes, **self._attributes} if self._attributes else outer.attributes
@@ -232,22 +233,27 @@ class RunScope:
         ctx = otel_context.get_current()
         if self._session_id is not None and baggage.get_baggage(sc.SESSION_ID, ctx) != session_id:
             ctx = baggage.set_baggage(sc.SESSION_ID, session_id, ctx)
-        proc = rollup.active()
+        rollup = active.current_rollup()
         run: Run | None = None
-        parent = current_scope.get_local().run
-        if proc is not None:
+        parent = current_attribution.get_local().run
+        if rollup is not None:
             try:
                 if self._session_id is not None:
-                    proc.open_session(self._session_id, user_id, attributes, ())
-                parent = proc.current_run()
+                    rollup.open_session(self._session_id, user_id, attributes, ())
+                parent = rollup.current_run()
             except Exception as exc:
-                report("scopes.run", exc)
-        span = _tracer().start_span(
-            f"{sc.OP_INVOKE_AGENT} {name}", context=ctx, kind=SpanKind.INTERNAL, attributes=span_attrs
-        )
-        if proc is not None:
+                report("runs.run", exc)
+        span: trace.Span
+        try:
+            span = _tracer().start_span(
+                f"{sc.OP_INVOKE_AGENT} {name}", context=ctx, kind=SpanKind.INTERNAL, attributes=span_attrs
+            )
+        except Exception as exc:  # a user's sampler or span processor: the run goes on without a span
+            report("runs.run_span", exc)
+            span = trace.INVALID_SPAN
+        if rollup is not None:
             try:
-                run = proc.begin_run(
+                run = rollup.begin_run(
                     span,
                     run_id=run_id,
                     name=name,
@@ -258,37 +264,41 @@ class RunScope:
                     parent=parent,
                 )
             except Exception as exc:
-                report("scopes.run", exc)
+                report("runs.run", exc)
         if run is None:
             run = Run(name, agent, run_id=run_id, session_id=session_id, parent=parent, span=span, owned=True)
-        scope = Scope(session_id, user_id, agent, attributes, run)
-        scope_token = current_scope.set(scope)
-        ctx_token = otel_context.attach(trace.set_span_in_context(span, ctx))
-        self._states.append(_RunState(run, span, proc, scope, scope_token, ctx_token))
+        attribution = Attribution(session_id, user_id, agent, attributes, run)
+        token = current_attribution.set(attribution)
+        if span is not trace.INVALID_SPAN:
+            ctx = trace.set_span_in_context(span, ctx)
+        ctx_token = otel_context.attach(ctx)
+        self._states.append(_RunState(run, span, rollup, attribution, token, ctx_token))
         return run
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         states = self._states
-        current = current_scope.get_local()
-        state = next((st for st in reversed(states) if st.scope is current), states[-1])
+        current = current_attribution.get_local()
+        state = next((st for st in reversed(states) if st.attribution is current), states[-1])
         states.remove(state)
         span = state.span
+        _restore(state.token, state.ctx_token)
         try:
-            otel_context.detach(state.ctx_token)  # type: ignore[arg-type]
-        finally:
-            current_scope.reset(state.scope_token)
-        if exc is not None and span.is_recording():
-            etype = type(exc).__qualname__
-            span.set_attribute(sc.ERROR_TYPE, etype)
-            span.set_status(Status(StatusCode.ERROR, str(exc)[:256] or etype))
-        if state.proc is not None:
-            state.proc.end_run(state.run, span)
+            if exc is not None and span.is_recording():
+                etype = type(exc).__qualname__
+                span.set_attribute(sc.ERROR_TYPE, etype)
+                span.set_status(Status(StatusCode.ERROR, str(exc)[:256] or etype))
+        except Exception as inner:
+            report("runs.run_error", inner)
+        if state.rollup is not None:
+            state.rollup.end_run(state.run, span)
         else:
-            state.run._closed = True
-            state.run._span = None
-        span.end()
+            state.run.close()
+        try:
+            span.end()
+        except Exception as inner:  # a user's span processor
+            report("runs.run_span_end", inner)
 
     async def __aenter__(self) -> Run:
         return self.__enter__()
@@ -325,7 +335,7 @@ def run(
     session_id: str | None = None,
     budgets: Iterable[Budget] = (),
     attributes: Attributes | None = None,
-) -> RunScope:
+) -> RunBlock:
     """A run of agent `agent` (default `name`): an `invoke_agent {name}` span over the calls inside.
 
     Use as `with run(...) as r:`, `async with run(...) as r:` or as a decorator `@run("name")`
@@ -336,7 +346,7 @@ def run(
     the enclosing session, if any, is used. `budgets` limit this run's cost (their `scope` and
     `agent` fields are not consulted); `attributes` go on the run span and the calls inside.
     """
-    return RunScope(
+    return RunBlock(
         _check_id(name, "name"),
         _check_id(agent, "agent") if agent is not None else None,
         _check_id(session_id, "session_id") if session_id is not None else None,
@@ -347,13 +357,13 @@ def run(
 
 def current_run() -> Run | None:
     """The innermost `run()` around the caller, or None."""
-    return current_scope.get_local().run
+    return current_attribution.get_local().run
 
 
 def session_usage(session_id: str) -> Usage | None:
     """A snapshot of the session's totals while its ledger is held, else None."""
-    proc = rollup.active()
-    return proc.session_usage(session_id) if proc is not None else None
+    rollup = active.current_rollup()
+    return rollup.session_usage(session_id) if rollup is not None else None
 
 
 def close_session(session_id: str) -> bool:
@@ -362,11 +372,11 @@ def close_session(session_id: str) -> bool:
     Returns False when the session was not held (never seen, already closed or evicted). A
     later call on the same id starts a new ledger.
     """
-    proc = rollup.active()
-    return proc.close_session(session_id) if proc is not None else False
+    rollup = active.current_rollup()
+    return rollup.close_session(session_id) if rollup is not None else False
 
 
 def usage_summary() -> UsageSummary:
     """Totals of this process since `instrument()`, by agent, by model and by held session."""
-    proc = rollup.active()
-    return proc.summary() if proc is not None else UsageSummary.empty()
+    rollup = active.current_rollup()
+    return rollup.summary() if rollup is not None else UsageSummary.empty()

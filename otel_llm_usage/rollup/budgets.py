@@ -1,0 +1,195 @@
+"""Spending limits on a run, a session or the whole process, and the policy that applies them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from opentelemetry import trace
+
+from .._guard import report
+from ..listener import CallRefused
+from ..semconv import (
+    BUDGET_ACTION,
+    BUDGET_EXCEEDED_EVENT,
+    BUDGET_KEY,
+    BUDGET_LIMIT_USD,
+    BUDGET_SCOPE,
+    BUDGET_SPENT_USD,
+)
+from ..usage import Usage
+from .run import RUN, Run
+from .sessions import SessionLedger, Sessions
+
+log = logging.getLogger("otel_llm_usage")
+
+Scope = Literal["run", "session", "process"]  # what a budget limits (its `scope`)
+Action = Literal["warn", "raise"]
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A cost limit in USD. `agent` narrows a run budget to runs of that agent."""
+
+    max_cost_usd: float
+    scope: Scope = "run"
+    action: Action = "warn"
+    agent: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.max_cost_usd >= 0:
+            raise ValueError("max_cost_usd must be a non-negative number")
+        if self.scope not in ("run", "session", "process"):
+            raise ValueError(f"scope must be 'run', 'session' or 'process', not {self.scope!r}")
+        if self.action not in ("warn", "raise"):
+            raise ValueError(f"action must be 'warn' or 'raise', not {self.action!r}")
+
+
+class BudgetExceeded(CallRefused):
+    """Raised from an LLM call, before its request is sent, once its scope has spent its limit."""
+
+    def __init__(self, scope: str, key: str | None, limit_usd: float, spent_usd: float) -> None:
+        self.scope = scope
+        self.key = key
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+        where = f"{scope} {key!r}" if key else scope
+        super().__init__(f"LLM budget exceeded for {where}: spent ${spent_usd:.6f} of ${limit_usd:.6f}")
+
+
+# (budget scope, key, budget, spent so far, holder): one limit that applies to a call.
+Limit = tuple[str, str | None, Budget, float, Any]
+
+
+class BudgetPolicy:
+    """Refuses calls over a `raise` budget; reports each budget the first time it is exceeded."""
+
+    def __init__(
+        self,
+        budgets: tuple[Budget, ...],
+        callback: Callable[[dict[str, Any]], Any] | None,
+        sessions: Sessions,
+        process: Usage,
+    ) -> None:
+        self.run_budgets = tuple(b for b in budgets if b.scope == "run")
+        self.session_budgets = tuple(b for b in budgets if b.scope == "session")
+        self.process_budgets = tuple(b for b in budgets if b.scope == "process")
+        self.active = bool(budgets)  # also set once a run or session brings budgets of its own
+        self._process_exceeded: set[Budget] = set()
+        self._lock = threading.Lock()
+        self._callback = callback
+        self._sessions = sessions
+        self._process = process
+
+    def _run_budgets_of(self, run: Run) -> list[Budget]:
+        out = [b for b in self.run_budgets if b.agent is None or b.agent == run.agent]
+        out.extend(run.budgets)
+        return out
+
+    def limits(self, run: Run | None, session_id: str | None) -> list[Limit]:
+        """Every budget that applies to a call made in `run` and `session_id`."""
+        out: list[Limit] = []
+        r = run
+        while r is not None:
+            if r.kind == RUN:
+                budgets = self._run_budgets_of(r)
+                if budgets:
+                    spent = r.usage.cost_usd
+                    out.extend(("run", r.name, b, spent, r) for b in budgets)
+            r = r.parent
+        if session_id is not None:
+            held = self._sessions.read(session_id, lambda s: s)
+            if held is not None:
+                spent = held.usage.cost_usd
+                out.extend(
+                    ("session", session_id, b, spent, held) for b in (*self.session_budgets, *held.budgets)
+                )
+        if self.process_budgets:
+            spent = self._process.cost_usd
+            out.extend(("process", None, b, spent, self) for b in self.process_budgets)
+        return out
+
+    def refusal(self, run: Run | None, session_id: str | None) -> BudgetExceeded | None:
+        """The error to refuse a call with, if a `raise` budget here is already spent."""
+        for scope, key, budget, spent, _ in self.limits(run, session_id):
+            if budget.action == "raise" and spent > budget.max_cost_usd:
+                return BudgetExceeded(scope, key, budget.max_cost_usd, spent)
+        return None
+
+    def check_crossings(self, run: Run | None, session_id: str | None) -> None:
+        """After a call: report every budget it pushed over its limit, once per holder."""
+        crossed = []
+        for scope, key, budget, spent, holder in self.limits(run, session_id):
+            if spent > budget.max_cost_usd and self._mark(holder, budget):
+                crossed.append((scope, key, budget, spent, holder))
+        for item in crossed:
+            self._notify(*item, call_run=run)
+
+    def _mark(self, holder: Any, budget: Budget) -> bool:
+        """True the first time `budget` is found exceeded for this run, session or process."""
+        with self._lock:
+            if holder is self:
+                seen = self._process_exceeded
+            else:
+                h: Run | SessionLedger = holder
+                if h.exceeded is None:
+                    h.exceeded = set()
+                seen = h.exceeded
+            if budget in seen:
+                return False
+            seen.add(budget)
+            return True
+
+    def _notify(
+        self, scope: str, key: str | None, budget: Budget, spent: float, holder: Any, call_run: Run | None
+    ) -> None:
+        info: dict[str, Any] = {
+            "scope": scope,
+            "key": key,
+            "limit_usd": budget.max_cost_usd,
+            "spent_usd": spent,
+            "action": budget.action,
+            "budget": budget,
+            "run_id": holder.run_id if isinstance(holder, Run) else None,
+            "agent": holder.agent if isinstance(holder, Run) else None,
+            "session_id": key if scope == "session" else None,
+        }
+        event: dict[str, Any] = {
+            BUDGET_SCOPE: scope,
+            BUDGET_LIMIT_USD: budget.max_cost_usd,
+            BUDGET_SPENT_USD: spent,
+            BUDGET_ACTION: budget.action,
+        }
+        if key is not None:
+            event[BUDGET_KEY] = key
+        span = _event_span(holder if isinstance(holder, Run) else call_run)
+        if span is not None:
+            span.add_event(BUDGET_EXCEEDED_EVENT, event)
+        if budget.action == "warn":
+            where = f"{scope} {key!r}" if key else scope
+            log.warning(
+                "otel-llm-usage: LLM budget exceeded for %s: spent $%.6f of $%.6f",
+                where,
+                spent,
+                budget.max_cost_usd,
+            )
+        if self._callback is not None:
+            try:
+                self._callback(info)
+            except Exception as exc:
+                report("budget_callback", exc)
+
+
+def _event_span(run: Run | None) -> trace.Span | None:
+    """The span a budget event goes on: the innermost open run's, else the current span."""
+    r = run
+    while r is not None:
+        span = r.span
+        if span is not None and span.is_recording():
+            return span
+        r = r.parent
+    current = trace.get_current_span()
+    return current if current.is_recording() else None
