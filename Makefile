@@ -21,7 +21,7 @@ VENV_MIN := .venv-min
 PY_MIN := $(VENV_MIN)/bin/python
 MIN_EXTRAS := test,openai,anthropic,bedrock
 CORE_TESTS := tests/test_usage.py tests/test_pricing.py tests/test_manual.py tests/test_rollup.py \
-	tests/test_scopes.py tests/test_budgets.py tests/test_faults.py \
+	tests/test_runs.py tests/test_budgets.py tests/test_faults.py tests/test_semconv.py \
 	tests/providers/test_openai.py tests/providers/test_anthropic.py
 
 .PHONY: test demo lint test-openai2 test-openhands test-min-versions bench bench-instructions compare soak clean
