@@ -122,3 +122,41 @@ def test_package_description_has_no_relative_links() -> None:
     relative = [t for t in found if not _EXTERNAL.match(t)]
     assert not relative, f"relative links break on the package index: {relative}"
     assert "pip install" in text and "instrument(" in text
+
+
+DOCS = ROOT / "docs"
+_TEST_FILE = re.compile(r"`((?:[a-z_]+/)?test_[a-z0-9_]+\.py)`")
+_TEST_NAME = re.compile(r"`(test_[a-z0-9_]+)`")
+_ENV_NAME = re.compile(r"\bOTEL_(?:LLM_USAGE|INSTRUMENTATION_GENAI)_[A-Z0-9_]+")
+
+
+def test_reliability_names_only_tests_that_exist() -> None:
+    """Each guarantee and fault points at its test: the file and the test function must exist."""
+    text = (DOCS / "reliability.md").read_text()
+    files, names = set(_TEST_FILE.findall(text)), set(_TEST_NAME.findall(text))
+    assert files and names, "reliability.md names its tests"
+    sources = "\n".join(p.read_text() for p in (ROOT / "tests").rglob("test_*.py"))
+    assert not [f for f in files if not (ROOT / "tests" / f).exists()]
+    assert not [n for n in names if not re.search(rf"^\s*(?:async )?def {n}\(", sources, re.M)]
+
+
+def test_the_index_links_every_page() -> None:
+    index = {t.partition("#")[0] for t in links((DOCS / "README.md").read_text())}
+    pages = {p.name for p in DOCS.glob("*.md")} - {"README.md", "package-description.md"}
+    assert not sorted(pages - index), "docs/README.md does not link these pages"
+
+
+def test_the_index_names_every_public_name() -> None:
+    import otel_llm_usage
+
+    text = (DOCS / "README.md").read_text()
+    assert not [n for n in otel_llm_usage.__all__ if f"`{n}" not in text]
+
+
+def test_configuration_names_every_environment_variable_the_package_reads() -> None:
+    read = set()
+    for path in (ROOT / "otel_llm_usage").rglob("*.py"):
+        read.update(_ENV_NAME.findall(path.read_text()))
+    assert read, "the package reads its own environment variables"
+    documented = set(_ENV_NAME.findall((DOCS / "configuration.md").read_text()))
+    assert not sorted(read - documented), "docs/configuration.md does not name these variables"
