@@ -9,7 +9,8 @@ from .instrumentor import LLMUsageInstrumentor, instrument, uninstrument
 from .manual import ManualCall, record_call
 from .pricing import ModelPrice
 from .rollup import Run
-from .runs import close_session, current_run, run, session, session_usage, usage_summary
+from .rollup.calls import CallLog, CallRecord
+from .runs import close_session, current_run, run, session, session_calls, session_usage, usage_summary
 from .summary import UsageRow, UsageSummary
 from .usage import TokenUsage, Usage
 from .version import __version__
@@ -17,6 +18,8 @@ from .version import __version__
 __all__ = [
     "Budget",
     "BudgetExceeded",
+    "CallLog",
+    "CallRecord",
     "LLMUsageInstrumentor",
     "ManualCall",
     "ModelPrice",
@@ -32,6 +35,7 @@ __all__ = [
     "record_call",
     "run",
     "session",
+    "session_calls",
     "session_usage",
     "uninstrument",
     "usage_summary",

@@ -5,6 +5,7 @@ An explicit keyword argument wins over the environment, which wins over the defa
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,6 +13,8 @@ from typing import Any
 
 from .budgets import Budget
 from .pricing import ModelPrice
+
+log = logging.getLogger("otel_llm_usage")
 
 ENV_CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENV_MAX_CONTENT = "OTEL_LLM_USAGE_MAX_CONTENT_LENGTH"
@@ -23,7 +26,9 @@ ENV_PROMETHEUS_PORT = "OTEL_LLM_USAGE_PROMETHEUS_PORT"
 ENV_ROLLUPS = "OTEL_LLM_USAGE_ROLLUPS"
 ENV_MAX_SESSIONS = "OTEL_LLM_USAGE_MAX_SESSIONS"
 ENV_SESSION_IDLE = "OTEL_LLM_USAGE_SESSION_IDLE_SECONDS"
+ENV_MAX_CALL_RECORDS = "OTEL_LLM_USAGE_MAX_CALL_RECORDS"
 ENV_ANTHROPIC_NATIVE_SPANS = "OTEL_LLM_USAGE_ANTHROPIC_NATIVE_SPANS"
+DEFAULT_MAX_CALL_RECORDS = 1000
 ANTHROPIC_NATIVE_SPANS_MODES = ("suppress", "keep")
 
 
@@ -60,6 +65,8 @@ class Options:
     budget_callback: Any = None
     max_sessions: int = 10_000
     session_idle_seconds: float = 1800.0
+    # Per-call entries kept per run and per session (`Run.calls`, `session_calls()`); 0 keeps none.
+    max_call_records: int = DEFAULT_MAX_CALL_RECORDS
     prometheus_port: int | None = None
     # The anthropic SDK's own span of a recorded call: "suppress" it (one span per call) or "keep"
     # it as a child of ours.
@@ -105,6 +112,31 @@ class Options:
             budget_callback=kwargs.get("budget_callback"),
             max_sessions=int(pick("max_sessions", _env_int(ENV_MAX_SESSIONS))),
             session_idle_seconds=float(pick("session_idle_seconds", _env_int(ENV_SESSION_IDLE))),
+            max_call_records=_max_call_records(kwargs.get("max_call_records")),
             prometheus_port=pick("prometheus_port", _env_int(ENV_PROMETHEUS_PORT)),
             anthropic_native_spans=native_spans,
         )
+
+
+def _max_call_records(given: object) -> int:
+    """From code: a non-negative int or ValueError; from the environment: a warning and the default."""
+    if given is not None:
+        if isinstance(given, bool) or not isinstance(given, int) or given < 0:
+            raise ValueError(f"max_call_records must be a non-negative integer, not {given!r}")
+        return given
+    raw = os.environ.get(ENV_MAX_CALL_RECORDS)
+    if raw is None or not raw.strip():
+        return DEFAULT_MAX_CALL_RECORDS
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = -1
+    if value < 0:
+        log.warning(
+            "otel-llm-usage: %s=%r is not a non-negative integer; keeping %d call entries per run/session",
+            ENV_MAX_CALL_RECORDS,
+            raw,
+            DEFAULT_MAX_CALL_RECORDS,
+        )
+        return DEFAULT_MAX_CALL_RECORDS
+    return value

@@ -157,7 +157,7 @@ def instrument(
     Uses the global tracer and meter providers unless others are given. Options (each also an
     environment variable, see README): capture_content, max_content_length, stream_usage,
     providers, metric_attributes, endpoints, prices, rollups, budgets, budget_callback,
-    max_sessions, session_idle_seconds, prometheus_port.
+    max_sessions, session_idle_seconds, max_call_records, prometheus_port.
     """
     with _lock:
         inst = LLMUsageInstrumentor()  # BaseInstrumentor makes this the one instance

@@ -22,6 +22,7 @@ from ..context import current_attribution
 from ..summary import UsageSummary
 from ..usage import Usage
 from .budgets import Budget, BudgetPolicy
+from .calls import CallBuffer, CallLog, record_of
 from .metrics import RollupMetrics
 from .run import ROOT, RUN, Run, run_totals
 from .sessions import SessionLedger, Sessions, session_totals
@@ -46,6 +47,7 @@ class Rollup:
         self.enabled = True
         self.attached_to_provider = False
         self._metric_keys = tuple(options.metric_attributes)
+        self.max_call_records = options.max_call_records
         # span id -> the run (or local-root collector) the span sits in; None outside both.
         self.spans: dict[int, Run | None] = {}
         self.process = Usage()
@@ -111,7 +113,7 @@ class Rollup:
             return
         try:
             run: Run | None = state  # type: ignore[assignment]
-            model, tokens, cost, error, start_ns, end_ns, first_ns, util, agent, sid, attrs = call
+            model, tokens, cost, error, start_ns, end_ns, first_ns, util, agent, sid, attrs = call[:11]
             session_id = str(sid) if sid else None
             interval: tuple[int, int, int | None] | None = None
             if run is not None:
@@ -123,21 +125,30 @@ class Rollup:
                     session_id = run.session_id
                 elif run.kind == ROOT and run.session_id is None:
                     run.session_id = session_id
+            cap = self.max_call_records
+            record = record_of(call, agent, session_id) if cap and (run is not None or session_id) else None
             late: Run | None = None
             r = run
             while r is not None:
-                if not r.add_call(model, tokens, cost, error, interval, util):
+                if not r.add_call(
+                    model, tokens, cost, error, interval, util, record if r.kind == RUN else None, cap
+                ):
                     late = late or r
                 r = r.parent
             self.process.add_call(model, tokens, cost, error)
             if isinstance(agent, str) and agent:
                 self._agent_usage(agent).add_call(model, tokens, cost, error)
             if session_id:
-                self.sessions.update(
-                    session_id,
-                    lambda: self.session_metric_attrs(attrs),
-                    lambda s: s.usage.add_call(model, tokens, cost, error),
-                )
+
+                def add(s: SessionLedger) -> None:
+                    s.usage.add_call(model, tokens, cost, error)
+                    if record is not None:
+                        buf = s.calls
+                        if buf is None:
+                            buf = s.calls = CallBuffer(cap)
+                        buf.append(record)
+
+                self.sessions.update(session_id, lambda: self.session_metric_attrs(attrs), add)
             if late is not None:
                 self.metrics.late_call(late.agent)
             if self.budgets.active:
@@ -267,6 +278,12 @@ class Rollup:
             return False
         self.metrics.record_sessions([s])
         return True
+
+    def session_calls(self, session_id: str) -> CallLog | None:
+        return self.sessions.read(
+            session_id,
+            lambda s: None if s is None else s.calls.log() if s.calls is not None else CallLog(),
+        )
 
     def session_usage(self, session_id: str) -> Usage | None:
         return self.sessions.read(session_id, lambda s: s.usage.snapshot() if s is not None else None)

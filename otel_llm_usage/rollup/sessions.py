@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import semconv as sc
 from ..usage import Usage
+from .calls import CallBuffer
 
 if TYPE_CHECKING:
     from .budgets import Budget
@@ -17,7 +18,7 @@ _T = TypeVar("_T")
 
 
 class SessionLedger:
-    __slots__ = ("budgets", "exceeded", "last_seen", "metric_attrs", "runs", "session_id", "usage")
+    __slots__ = ("budgets", "calls", "exceeded", "last_seen", "metric_attrs", "runs", "session_id", "usage")
 
     def __init__(self, session_id: str, metric_attrs: dict[str, Any], now: float) -> None:
         self.session_id = session_id
@@ -27,6 +28,7 @@ class SessionLedger:
         self.metric_attrs = metric_attrs
         self.budgets: tuple[Budget, ...] = ()
         self.exceeded: set[Budget] | None = None  # budgets already reported exceeded here
+        self.calls: CallBuffer | None = None  # made with the session's first call entry
 
 
 class Sessions:
