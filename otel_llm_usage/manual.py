@@ -11,6 +11,7 @@ import time
 from types import TracebackType
 from typing import Any, overload
 
+from . import active
 from . import semconv as sc
 from .instrumentor import active_instrumentor
 from .recorder import CallRequest, CallResult, LLMCall, Recorder
@@ -193,6 +194,10 @@ def record_call(
     `with record_call(model=..., provider=...) as call: ...; call.set_usage(...)`.
     `input_tokens` is the total input INCLUDING cache reads and writes, as in the semantic
     conventions; `output_tokens` includes reasoning.
+
+    Recorded now, the call is counted first; then, if a `raise` budget of its run, session or the
+    process is over its limit, `BudgetExceeded` is raised (the context-manager form is refused at
+    entry instead, like a patched client's call).
     """
     req = _request(model, provider, operation, attributes)
     cost = _cost(cost_usd) if cost_usd is not None else None
@@ -228,6 +233,10 @@ def record_call(
             call.fail(error_type, result)
         else:
             call.finish(result)
+        rollup = active.current_rollup()
+        refusal = rollup.refusal_now() if rollup is not None else None
     finally:
         _exit_agent(token)
+    if refusal is not None:
+        raise refusal  # the call is recorded: a tracker recording after each call is stopped here
     return None

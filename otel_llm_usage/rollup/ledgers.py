@@ -21,7 +21,8 @@ from .._guard import report
 from ..context import current_attribution
 from ..summary import UsageSummary
 from ..usage import Usage
-from .budgets import Budget, BudgetPolicy
+from .budget_gauges import Point, collect
+from .budgets import Budget, BudgetExceeded, BudgetPolicy
 from .calls import CallBuffer, CallLog, record_of
 from .metrics import RollupMetrics
 from .run import ROOT, RUN, Run, run_totals
@@ -60,11 +61,19 @@ class Rollup:
         self.budgets = BudgetPolicy(
             tuple(options.budgets), options.budget_callback, self.sessions, self.process
         )
+        # Open runs that a run budget limits, by id: what the budget gauges look at.
+        self._budgeted_runs: dict[int, Run] = {}
+        self._budgeted_lock = threading.Lock()
+        self.metrics.budget_gauges.rollup = self
 
     def stop(self) -> None:
         """Stop counting and record the histograms of the sessions still held."""
         self.enabled = False
         self.spans.clear()
+        if self.metrics.budget_gauges.rollup is self:
+            self.metrics.budget_gauges.rollup = None
+        with self._budgeted_lock:
+            self._budgeted_runs.clear()
         self.record_held_sessions()
 
     def record_held_sessions(self) -> None:
@@ -194,6 +203,9 @@ class Rollup:
         closed = run.close()
         if closed is None:
             return
+        if self._budgeted_runs:
+            with self._budgeted_lock:
+                self._budgeted_runs.pop(id(run), None)
         snap, latency = closed
         if run.kind == ROOT and snap.requests == 0:
             return
@@ -242,7 +254,36 @@ class Rollup:
         if budgets:
             run.budgets = tuple(budgets)
             self.budgets.active = True
+        self.track_run(run)
         return run
+
+    def track_run(self, run: Run) -> None:
+        """Show an open run on the budget gauges while it is open, if a run budget limits it."""
+        if run.kind == RUN and (run.budgets or self.budgets.run_budgets) and not run.closed:
+            with self._budgeted_lock:
+                self._budgeted_runs[id(run)] = run
+
+    def budget_points(self) -> list[Point]:
+        """(labels, spent, limit) of every configured budget, for the budget gauges."""
+        policy = self.budgets
+        with self._budgeted_lock:
+            runs = list(self._budgeted_runs.values())
+        held = self.sessions.held() if policy.session_budgets or policy.session_own else []
+        return collect(policy, runs, held, self._metric_keys)
+
+    def refusal_now(self) -> BudgetExceeded | None:
+        """The `raise` budget over its limit for a call made here now, if any (`record_call()`)."""
+        if not self.enabled or not self.budgets.active:
+            return None
+        try:
+            run = self.current_run()
+            session_id = current_attribution.get().session_id
+            if session_id is None and run is not None:
+                session_id = run.session_id
+            return self.budgets.refusal(run, session_id)
+        except Exception as exc:
+            report("rollup.refusal_now", exc)
+            return None
 
     def end_run(self, run: Run, span: trace.Span) -> None:
         """Write the totals on a `run()` span that is still open, and record the run histograms."""
@@ -271,6 +312,7 @@ class Rollup:
         self.sessions.update(session_id, lambda: self.session_metric_attrs(attrs), add_budgets)
         if budgets:
             self.budgets.active = True
+            self.budgets.session_own = True
 
     def close_session(self, session_id: str) -> bool:
         s = self.sessions.pop(session_id)

@@ -118,6 +118,17 @@ class Sessions:
             self.items.clear()
             return out
 
+    def held(self) -> list[SessionLedger]:
+        """The ledgers held now, the idle ones dropped first."""
+        evicted: list[SessionLedger] = []
+        try:
+            with self.lock:
+                self._expire_locked(self.clock(), evicted)
+                return list(self.items.values())
+        finally:
+            if evicted:
+                self.on_evict(evicted)
+
     def snapshots(self) -> dict[str, Usage]:
         evicted: list[SessionLedger] = []
         try:
