@@ -15,7 +15,7 @@ import wrapt
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from . import active
+from . import active, registry
 from ._guard import report
 from .config import Options
 from .pricing import Pricer
@@ -25,24 +25,6 @@ from .rollup import install as install_rollup
 from .rollup import uninstall as uninstall_rollup
 
 log = logging.getLogger(__name__)
-
-
-# provider name -> our module for it. Each module names the client library it patches (`LIBRARY`)
-# and builds its wrappers: `build_wrappers(recorder, options) -> {(module, "Class.method"): fn}`.
-PROVIDERS: dict[str, str] = {
-    "openai": "otel_llm_usage.providers.openai",
-    "anthropic": "otel_llm_usage.providers.anthropic",
-    "bedrock": "otel_llm_usage.providers.bedrock",
-    "litellm": "otel_llm_usage.providers.litellm",
-    "google_genai": "otel_llm_usage.providers.google_genai",
-    "groq": "otel_llm_usage.providers.groq",
-    "cohere": "otel_llm_usage.providers.cohere",
-    "mistralai": "otel_llm_usage.providers.mistral",
-    # agent frameworks: run and session spans around the calls the providers above record
-    "openai_agents": "otel_llm_usage.frameworks.openai_agents",
-    "agno": "otel_llm_usage.frameworks.agno",
-    "openhands": "otel_llm_usage.frameworks.openhands",
-}
 
 
 class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -64,10 +46,7 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         tracer_provider = kwargs.pop("tracer_provider", None)
         meter_provider = kwargs.pop("meter_provider", None)
         options = Options.resolve(kwargs)
-        wanted = options.providers if options.providers is not None else tuple(PROVIDERS)
-        unknown = [name for name in wanted if name not in PROVIDERS]
-        if unknown:
-            raise ValueError(f"unknown provider(s) {unknown}; known: {sorted(PROVIDERS)}")
+        wanted = registry.selected(options.providers, options.frameworks)
         self.options = options
         if options.prometheus_port is not None and meter_provider is None:
             from .exporters import prometheus_meter_provider
@@ -86,8 +65,8 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         active.install(active.Installation(recorder, self.rollup))
         self._patched = ()
         self._generation += 1
-        for name in wanted:
-            provider = importlib.import_module(PROVIDERS[name])
+        for module_name in wanted.values():
+            provider = importlib.import_module(module_name)
             library = provider.LIBRARY
             if library in sys.modules:
                 self._patch(provider, self._generation)
@@ -156,7 +135,7 @@ def instrument(
 
     Uses the global tracer and meter providers unless others are given. Options (each also an
     environment variable, see README): capture_content, max_content_length, stream_usage,
-    providers, metric_attributes, endpoints, prices, rollups, budgets, budget_callback,
+    providers, frameworks, metric_attributes, endpoints, prices, rollups, budgets, budget_callback,
     max_sessions, session_idle_seconds, max_call_records, prometheus_port.
     """
     with _lock:
