@@ -122,7 +122,10 @@ class Rollup:
             return
         try:
             run: Run | None = state  # type: ignore[assignment]
-            model, tokens, cost, error, start_ns, end_ns, first_ns, util, agent, sid, attrs = call[:11]
+            (
+                model, tokens, cost, error, start_ns, end_ns, first_ns, util, agent, sid, attrs,
+                _provider, _operation, _request_model, _response_model, _response_id, _etype, _stream, _ctx,
+            ) = call  # fmt: skip
             session_id = str(sid) if sid else None
             interval: tuple[int, int, int | None] | None = None
             if run is not None:
