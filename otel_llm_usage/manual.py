@@ -220,6 +220,7 @@ def record_call(
     rec = _recorder()
     req.stream = ttfc is not None
     token = _enter_agent(agent)
+    refusal = None
     try:
         end_ns = time.time_ns()
         call = rec.start(req, start_time_ns=end_ns - int(duration * 1e9), check_budgets=False)
