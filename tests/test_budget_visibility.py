@@ -263,3 +263,16 @@ def test_each_meter_provider_has_gauges_of_its_own() -> None:
         assert gauges(first) == {}
     finally:
         otel_llm_usage.uninstrument()
+
+
+def test_a_run_of_another_instrumentation_shows_on_the_run_budget(instrument_with: Any) -> None:
+    """An `invoke_agent` span that another instrumentation (a framework's own) opens is a run too."""
+    t = instrument_with(budgets=[Budget(max_cost_usd=0.01, scope="run", agent="framework-agent")])
+    tracer = t.tracer_provider.get_tracer("a-framework")
+    attrs = {sc.OPERATION_NAME: sc.OP_INVOKE_AGENT, sc.AGENT_NAME: "framework-agent"}
+    with tracer.start_as_current_span("invoke_agent framework-agent", attributes=attrs):
+        record(2)
+        assert gauges(t) == {
+            key("run", gen_ai__agent__name="framework-agent"): (pytest.approx(2 * CALL_COST, abs=1e-15), 0.01)
+        }
+    assert gauges(t) == {key("run", gen_ai__agent__name="framework-agent"): (0.0, 0.01)}
