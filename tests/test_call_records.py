@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -101,7 +102,7 @@ def test_a_runs_calls_are_entries_matching_their_spans(telemetry: Telemetry, ope
         assert_matches_span(telemetry, record)
     assert sum(x.cost_usd or 0.0 for x in calls) == pytest.approx(r.usage.cost_usd, abs=1e-15)
     assert [x.span_id for x in calls] == [x.span_id for x in session_calls("conv-1") or ()]
-    as_dict = first.to_dict()
+    as_dict = json.loads(json.dumps(first.to_dict()))
     assert as_dict["usage"]["cache_read"] == 200 and as_dict["span_id"] == first.span_id
     assert as_dict["duration_s"] == first.duration_s
 
