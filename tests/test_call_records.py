@@ -172,7 +172,7 @@ def test_zero_keeps_no_entries(instrument_with: Any) -> None:
     assert session_calls("none") == ()
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, "10", True])
+@pytest.mark.parametrize("bad", [-1, 1.5, "ten", True])
 def test_a_bad_cap_in_code_is_a_value_error_naming_it(bad: Any) -> None:
     with pytest.raises(ValueError, match="max_call_records"):
         otel_llm_usage.instrument(max_call_records=bad)
