@@ -63,7 +63,7 @@ class Rollup:
         )
         # Open runs that a run budget limits, by id: what the budget gauges look at.
         self._budgeted_runs: dict[int, Run] = {}
-        self._budgeted_lock = threading.Lock()
+        self._budgeted_lock = _fork.lock()
         self.metrics.budget_gauges.rollup = self
 
     def stop(self) -> None:
