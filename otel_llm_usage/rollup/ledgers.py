@@ -123,8 +123,8 @@ class Rollup:
         try:
             run: Run | None = state  # type: ignore[assignment]
             (
-                model, tokens, cost, error, start_ns, end_ns, first_ns, util, agent, sid, attrs,
-                _provider, _operation, _request_model, _response_model, _response_id, _etype, _stream, _ctx,
+                model, tokens, cost, error, start_ns, end_ns, first_ns, util, agent, sid, attrs, rm,
+                _provider, _operation, _request_model, _response_id, _etype, _stream, _ctx,
             ) = call  # fmt: skip
             session_id = str(sid) if sid else None
             interval: tuple[int, int, int | None] | None = None
@@ -143,17 +143,17 @@ class Rollup:
             r = run
             while r is not None:
                 if not r.add_call(
-                    model, tokens, cost, error, interval, util, record if r.kind == RUN else None, cap
+                    model, tokens, cost, error, interval, util, rm, record if r.kind == RUN else None, cap
                 ):
                     late = late or r
                 r = r.parent
-            self.process.add_call(model, tokens, cost, error)
+            self.process.add_call(model, tokens, cost, error, response_model=rm)
             if isinstance(agent, str) and agent:
-                self._agent_usage(agent).add_call(model, tokens, cost, error)
+                self._agent_usage(agent).add_call(model, tokens, cost, error, response_model=rm)
             if session_id:
 
                 def add(s: SessionLedger) -> None:
-                    s.usage.add_call(model, tokens, cost, error)
+                    s.usage.add_call(model, tokens, cost, error, response_model=rm)
                     if record is not None:
                         buf = s.calls
                         if buf is None:
