@@ -348,7 +348,7 @@ class LiteLLMHooks(ResendingHooks):
         self.rec = recorder
         self.stream_usage = stream_usage
         self.endpoints = endpoints
-        self.capture = recorder.settings.capture_content
+        self.capture = recorder.options.captures_content
         self.resolve = _Resolver()
         self.refusing = RefusingEndpoints()
 
