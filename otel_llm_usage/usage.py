@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from . import _fork
+from ._bounded import OVERFLOW_KEY
 from ._guard import warn_once
 
 # The largest token count read as real, for one bucket of one call: far above any context window
@@ -147,6 +148,12 @@ class TokenUsage(NamedTuple):
         )
 
 
+# Per-model rows one `Usage` keeps before further models are summed into the `_other` row. Model
+# names come from callers and from responses, so without a cap a stream of distinct names would
+# grow every ledger without end.
+MAX_MODELS = 1000
+OVERFLOW_ROW = OVERFLOW_KEY
+
 _TOTAL_FIELDS = (
     "requests",
     "input_tokens",
@@ -165,7 +172,8 @@ class Usage:
     """Addable totals over many calls: a run, a session, an agent, the process.
 
     `by_model` breaks the same totals down by response model (request model when the response
-    named none). Thread-safe to update through `add_call`.
+    named none): at most `MAX_MODELS` rows, later models summed into the `_other` row. Thread-safe
+    to update through `add_call`.
     """
 
     requests: int = 0
@@ -194,8 +202,17 @@ class Usage:
             if per_model:
                 sub = self.by_model.get(model)
                 if sub is None:
-                    sub = self.by_model[model] = Usage()
+                    sub = self._model_row(model)
                 sub._add(tokens, cost_usd, error)
+
+    def _model_row(self, model: str) -> Usage:
+        """The row for a model not seen yet (caller holds the lock): its own, or `_other` past the cap."""
+        rows = self.by_model
+        key = model if len(rows) - (OVERFLOW_ROW in rows) < MAX_MODELS else OVERFLOW_ROW
+        sub = rows.get(key)
+        if sub is None:
+            sub = rows[key] = Usage()
+        return sub
 
     def _add(self, tokens: TokenUsage | None, cost_usd: float | None, error: bool) -> None:
         self.requests += 1
