@@ -73,6 +73,7 @@ def test_ten_thousand_response_models_keep_every_model_table_at_its_cap(
     assert len(summary.by_model) == MAX_MODELS + 1
     by_model = {row.name: row for row in summary.by_model}
     assert by_model[OVERFLOW_KEY].requests == N - MAX_MODELS
+    assert by_model[OVERFLOW_KEY].folded_models > 0
     assert _sums(summary.by_model)[:3] == (N, served.prompt_tokens, served.completion_tokens)
 
     session_usage = otel_llm_usage.session_usage("s-1")
