@@ -19,7 +19,7 @@ from ._guard import report
 from ._supported import supported
 from .config import ENV_PROMETHEUS_PORT, Options
 from .pricing import Pricer
-from .recorder import Recorder, Settings
+from .recorder import Recorder
 from .rollup import Rollup
 from .rollup import install as install_rollup
 from .rollup import uninstall as uninstall_rollup
@@ -63,18 +63,7 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _start(self, options: Options, tracer_provider: Any, meter_provider: Any) -> None:
         wanted = registry.selected(options.providers, options.frameworks)
         pricer = Pricer(options.prices)
-        recorder = Recorder(
-            tracer_provider,
-            meter_provider,
-            pricer,
-            Settings(
-                options.captures_content,
-                options.max_content_length,
-                options.metric_attributes,
-                options.content_on_spans,
-                options.content_events,
-            ),
-        )
+        recorder = Recorder(tracer_provider, meter_provider, pricer, options)
         self.recorder = recorder
         if options.rollups:
             self.rollup = install_rollup(recorder, options, tracer_provider, meter_provider)
