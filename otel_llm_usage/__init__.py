@@ -9,7 +9,7 @@ from .instrumentor import LLMUsageInstrumentor, instrument, uninstrument
 from .manual import ManualCall, record_call
 from .pricing import ModelPrice
 from .rollup import Run
-from .runs import close_session, current_run, run, session, session_usage, usage_summary
+from .runs import close_session, current_run, reset_usage, run, session, session_usage, usage_summary
 from .summary import UsageRow, UsageSummary
 from .usage import TokenUsage, Usage
 from .version import __version__
@@ -30,6 +30,7 @@ __all__ = [
     "current_run",
     "instrument",
     "record_call",
+    "reset_usage",
     "run",
     "session",
     "session_usage",

@@ -83,24 +83,37 @@ def _rows(items: Iterable[tuple[str, Usage]]) -> tuple[UsageRow, ...]:
 
 @dataclass(frozen=True, slots=True)
 class UsageSummary:
-    """Process totals and breakdowns by agent, by model and by session (the sessions still held).
+    """Process totals and breakdowns by agent, by model, by session (the sessions still held), by
+    tenant and by provider (`gen_ai.provider.name`).
 
     Breakdowns are sorted by cost, highest first. Calls outside any named agent appear in no
-    agent row; calls outside any session in no session row.
+    agent row; calls outside any session in no session row; calls of no tenant in no tenant row.
+    Agents, tenants and providers past their cap are summed into an `_other` row.
     """
 
     total: UsageRow
     by_agent: tuple[UsageRow, ...] = ()
     by_model: tuple[UsageRow, ...] = ()
     by_session: tuple[UsageRow, ...] = ()
+    by_tenant: tuple[UsageRow, ...] = ()
+    by_provider: tuple[UsageRow, ...] = ()
 
     @classmethod
-    def build(cls, total: Usage, agents: Mapping[str, Usage], sessions: Mapping[str, Usage]) -> UsageSummary:
+    def build(
+        cls,
+        total: Usage,
+        agents: Mapping[str, Usage],
+        sessions: Mapping[str, Usage],
+        tenants: Mapping[str, Usage] | None = None,
+        providers: Mapping[str, Usage] | None = None,
+    ) -> UsageSummary:
         return cls(
             total=UsageRow.of("total", total),
             by_agent=_rows(agents.items()),
             by_model=_rows(total.by_model.items()),
             by_session=_rows(sessions.items()),
+            by_tenant=_rows((tenants or {}).items()),
+            by_provider=_rows((providers or {}).items()),
         )
 
     @classmethod
@@ -113,6 +126,8 @@ class UsageSummary:
             "by_agent": {r.name: r.to_dict() for r in self.by_agent},
             "by_model": {r.name: r.to_dict() for r in self.by_model},
             "by_session": {r.name: r.to_dict() for r in self.by_session},
+            "by_tenant": {r.name: r.to_dict() for r in self.by_tenant},
+            "by_provider": {r.name: r.to_dict() for r in self.by_provider},
         }
 
     def table(self, max_rows: int | None = MAX_TABLE_ROWS) -> str:
@@ -122,7 +137,10 @@ class UsageSummary:
             ("by agent", self.by_agent),
             ("by model", self.by_model),
             ("by session", self.by_session),
+            ("by provider", self.by_provider),
         ]
+        if self.by_tenant:  # an application without tenants gets no empty section
+            sections.append(("by tenant", self.by_tenant))
         lines: list[tuple[str, list[str]] | str] = []
         for title, rows in sections:
             lines.append(title)

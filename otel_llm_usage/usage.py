@@ -112,6 +112,11 @@ class TokenUsage(NamedTuple):
         )
 
 
+# Per-agent rows one run's or session's `Usage` keeps; later agents are summed into `_other`.
+# Agent names come from frameworks and users' code, so a ledger must not grow with them.
+MAX_AGENT_ROWS = 1000
+OTHER_ROW = "_other"
+
 _TOTAL_FIELDS = (
     "requests",
     "input_tokens",
@@ -130,7 +135,10 @@ class Usage:
     """Addable totals over many calls: a run, a session, an agent, the process.
 
     `by_model` breaks the same totals down by response model (request model when the response
-    named none). Thread-safe to update through `add_call`.
+    named none). `by_agent` breaks a run's or a session's totals down by the agent that made each
+    call (calls of no agent are in no row; past `MAX_AGENT_ROWS` agents, later ones are summed into
+    `_other`); the process keeps its agents in `usage_summary().by_agent` instead. Thread-safe to
+    update through `add_call`.
     """
 
     requests: int = 0
@@ -143,6 +151,7 @@ class Usage:
     unpriced_requests: int = 0
     errors: int = 0
     by_model: dict[str, Usage] = field(default_factory=dict)
+    by_agent: dict[str, Usage] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add_call(
@@ -153,6 +162,7 @@ class Usage:
         error: bool,
         *,
         per_model: bool = True,
+        agent: str | None = None,
     ) -> None:
         with self._lock:
             self._add(tokens, cost_usd, error)
@@ -161,6 +171,19 @@ class Usage:
                 if sub is None:
                     sub = self.by_model[model] = Usage()
                 sub._add(tokens, cost_usd, error)
+            if agent:
+                row = self.by_agent.get(agent)
+                if row is None:
+                    row = self._agent_row(agent)
+                row._add(tokens, cost_usd, error)
+
+    def _agent_row(self, agent: str) -> Usage:
+        rows = self.by_agent
+        key = agent if len(rows) < MAX_AGENT_ROWS else OTHER_ROW
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = Usage()
+        return row
 
     def _add(self, tokens: TokenUsage | None, cost_usd: float | None, error: bool) -> None:
         self.requests += 1
@@ -183,6 +206,8 @@ class Usage:
         out = Usage(**{name: getattr(self, name) + getattr(other, name) for name in _TOTAL_FIELDS})
         for model in self.by_model.keys() | other.by_model.keys():
             out.by_model[model] = self.by_model.get(model, Usage()) + other.by_model.get(model, Usage())
+        for agent in self.by_agent.keys() | other.by_agent.keys():
+            out.by_agent[agent] = self.by_agent.get(agent, Usage()) + other.by_agent.get(agent, Usage())
         return out
 
     def snapshot(self) -> Usage:
@@ -190,6 +215,8 @@ class Usage:
         with self._lock:
             out = Usage(**{name: getattr(self, name) for name in _TOTAL_FIELDS})
             out.by_model = {m: u.snapshot() for m, u in self.by_model.items()}
+            if self.by_agent:
+                out.by_agent = {a: u.snapshot() for a, u in self.by_agent.items()}
             return out
 
     @property
@@ -214,4 +241,6 @@ class Usage:
         out["output_ratio"] = self.output_ratio
         if self.by_model:
             out["by_model"] = {m: u.to_dict() for m, u in sorted(self.by_model.items())}
+        if self.by_agent:
+            out["by_agent"] = {a: u.to_dict() for a, u in sorted(self.by_agent.items())}
         return out

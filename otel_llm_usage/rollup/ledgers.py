@@ -9,7 +9,6 @@ tracer provider carries the `RollupProcessor`, by the spans of other instrumenta
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -25,6 +24,7 @@ from .budgets import Budget, BudgetPolicy
 from .metrics import RollupMetrics
 from .run import ROOT, RUN, Run, run_totals
 from .sessions import SessionLedger, Sessions, session_totals
+from .tables import MAX_AGENTS, MAX_PROVIDERS, MAX_TENANTS, CappedTable, TenantLedger, usages
 
 if TYPE_CHECKING:
     from ..config import Options
@@ -49,14 +49,15 @@ class Rollup:
         # span id -> the run (or local-root collector) the span sits in; None outside both.
         self.spans: dict[int, Run | None] = {}
         self.process = Usage()
-        self._agents: dict[str, Usage] = {}
-        self._agents_lock = threading.Lock()
+        self.agents: CappedTable[Usage] = CappedTable(MAX_AGENTS, Usage)
+        self.tenants: CappedTable[TenantLedger] = CappedTable(MAX_TENANTS, TenantLedger)
+        self.providers: CappedTable[Usage] = CappedTable(MAX_PROVIDERS, Usage)
         self.metrics = RollupMetrics(meter_provider)
         self.sessions = Sessions(
             options.max_sessions, options.session_idle_seconds, clock, self.metrics.record_sessions
         )
         self.budgets = BudgetPolicy(
-            tuple(options.budgets), options.budget_callback, self.sessions, self.process
+            tuple(options.budgets), options.budget_callback, self.sessions, self.process, self.tenants
         )
 
     def stop(self) -> None:
@@ -67,6 +68,20 @@ class Rollup:
 
     def record_held_sessions(self) -> None:
         self.metrics.record_sessions(self.sessions.pop_all())
+
+    def reset(self) -> None:
+        """Forget the totals of the process, its agents, tenants, providers and sessions.
+
+        The sessions held are closed (their histograms recorded, as `close_session()` would); the
+        counters the recorder exports keep counting. Open runs keep their own totals.
+        """
+        process = Usage()
+        self.process = process
+        self.budgets.reset_process(process)
+        self.agents.clear()
+        self.tenants.clear()
+        self.providers.clear()
+        self.record_held_sessions()
 
     def current_run(self) -> Run | None:
         """The run a call started now belongs to: the current span's, else the attribution's."""
@@ -98,7 +113,7 @@ class Rollup:
                 session_id = current_attribution.get().session_id
                 if session_id is None and run is not None:
                     session_id = run.session_id
-                refusal = self.budgets.refusal(run, session_id)
+                refusal = self.budgets.refusal(run, session_id, _tenant(attributes))
             except Exception as exc:
                 report("rollup.before_call", exc)
             if refusal is not None:
@@ -123,37 +138,37 @@ class Rollup:
                     session_id = run.session_id
                 elif run.kind == ROOT and run.session_id is None:
                     run.session_id = session_id
+            agent_name = agent if isinstance(agent, str) and agent else None
             late: Run | None = None
             r = run
             while r is not None:
-                if not r.add_call(model, tokens, cost, error, interval, util):
+                if not r.add_call(model, tokens, cost, error, interval, util, agent_name):
                     late = late or r
                 r = r.parent
             self.process.add_call(model, tokens, cost, error)
-            if isinstance(agent, str) and agent:
-                self._agent_usage(agent).add_call(model, tokens, cost, error)
+            if agent_name is not None:
+                self.agents.row(agent_name).add_call(model, tokens, cost, error)
+            tenant_id = _tenant(attrs)
+            if tenant_id is not None:
+                self.tenants.row(tenant_id).usage.add_call(model, tokens, cost, error, per_model=False)
+            provider = attrs.get(sc.PROVIDER_NAME)
+            if isinstance(provider, str) and provider:
+                self.providers.row(provider).add_call(model, tokens, cost, error, per_model=False)
             if session_id:
                 self.sessions.update(
                     session_id,
                     lambda: self.session_metric_attrs(attrs),
-                    lambda s: s.usage.add_call(model, tokens, cost, error),
+                    lambda s: s.usage.add_call(model, tokens, cost, error, agent=agent_name),
                 )
             if late is not None:
                 self.metrics.late_call(late.agent)
             if self.budgets.active:
                 try:
-                    self.budgets.check_crossings(run, session_id)
+                    self.budgets.check_crossings(run, session_id, tenant_id)
                 except Exception as exc:
                     report("rollup.budget_check", exc)
         except Exception as exc:
             report("rollup.call_ended", exc)
-
-    def _agent_usage(self, agent: str) -> Usage:
-        u = self._agents.get(agent)
-        if u is None:
-            with self._agents_lock:
-                u = self._agents.setdefault(agent, Usage())
-        return u
 
     # --- runs --------------------------------------------------------------------------------------
 
@@ -272,13 +287,18 @@ class Rollup:
         return self.sessions.read(session_id, lambda s: s.usage.snapshot() if s is not None else None)
 
     def summary(self) -> UsageSummary:
-        with self._agents_lock:
-            agents = dict(self._agents)
         return UsageSummary.build(
             self.process.snapshot(),
-            {a: u.snapshot() for a, u in agents.items()},
+            usages(self.agents),
             self.sessions.snapshots(),
+            tenants={t: row.usage.snapshot() for t, row in self.tenants.items()},
+            providers=usages(self.providers),
         )
+
+
+def _tenant(attrs: Mapping[str, Any]) -> str | None:
+    tenant = attrs.get(sc.TENANT_ID)
+    return tenant if isinstance(tenant, str) and tenant else None
 
 
 def _annotate(attrs: dict[str, Any], run: Run) -> None:

@@ -109,15 +109,17 @@ class Run:
         error: bool,
         interval: tuple[int, int, int | None] | None,
         utilization: float | None,
+        agent: str | None = None,
     ) -> bool:
         """Count one finished call; False (nothing counted) if the run has already ended.
 
-        `interval` is the call's (start, end, first output) in wall-clock ns.
+        `interval` is the call's (start, end, first output) in wall-clock ns; `agent` the agent that
+        made it (its row in `usage.by_agent`).
         """
         with self._lock:
             if self._closed:
                 return False
-            self.usage.add_call(model, tokens, cost, error)
+            self.usage.add_call(model, tokens, cost, error, agent=agent)
             if interval is not None:
                 start, end, first = interval
                 self._intervals.append((start, end))
