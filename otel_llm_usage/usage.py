@@ -112,9 +112,11 @@ class TokenUsage(NamedTuple):
         )
 
 
-# Per-agent rows one run's or session's `Usage` keeps; later agents are summed into `_other`.
-# Agent names come from frameworks and users' code, so a ledger must not grow with them.
+# Per-agent rows one run's or session's `Usage` keeps, and per-provider rows of the process's; later
+# names are summed into `_other`. The names come from frameworks and users' code (`record_call()`),
+# so a ledger must not grow with them.
 MAX_AGENT_ROWS = 1000
+MAX_PROVIDER_ROWS = 100
 OTHER_ROW = "_other"
 
 _TOTAL_FIELDS = (
@@ -137,8 +139,9 @@ class Usage:
     `by_model` breaks the same totals down by response model (request model when the response
     named none). `by_agent` breaks a run's or a session's totals down by the agent that made each
     call (calls of no agent are in no row; past `MAX_AGENT_ROWS` agents, later ones are summed into
-    `_other`); the process keeps its agents in `usage_summary().by_agent` instead. Thread-safe to
-    update through `add_call`.
+    `_other`); the process keeps its agents in `usage_summary().by_agent` instead, and breaks its
+    totals down by provider (`gen_ai.provider.name`) in `by_provider`. Thread-safe to update through
+    `add_call`.
     """
 
     requests: int = 0
@@ -152,6 +155,7 @@ class Usage:
     errors: int = 0
     by_model: dict[str, Usage] = field(default_factory=dict)
     by_agent: dict[str, Usage] = field(default_factory=dict)
+    by_provider: dict[str, Usage] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add_call(
@@ -163,6 +167,7 @@ class Usage:
         *,
         per_model: bool = True,
         agent: str | None = None,
+        provider: str | None = None,
     ) -> None:
         with self._lock:
             self._add(tokens, cost_usd, error)
@@ -174,16 +179,13 @@ class Usage:
             if agent:
                 row = self.by_agent.get(agent)
                 if row is None:
-                    row = self._agent_row(agent)
+                    row = _new_row(self.by_agent, agent, MAX_AGENT_ROWS)
                 row._add(tokens, cost_usd, error)
-
-    def _agent_row(self, agent: str) -> Usage:
-        rows = self.by_agent
-        key = agent if len(rows) < MAX_AGENT_ROWS else OTHER_ROW
-        row = rows.get(key)
-        if row is None:
-            row = rows[key] = Usage()
-        return row
+            if provider:
+                row = self.by_provider.get(provider)
+                if row is None:
+                    row = _new_row(self.by_provider, provider, MAX_PROVIDER_ROWS)
+                row._add(tokens, cost_usd, error)
 
     def _add(self, tokens: TokenUsage | None, cost_usd: float | None, error: bool) -> None:
         self.requests += 1
@@ -208,6 +210,8 @@ class Usage:
             out.by_model[model] = self.by_model.get(model, Usage()) + other.by_model.get(model, Usage())
         for agent in self.by_agent.keys() | other.by_agent.keys():
             out.by_agent[agent] = self.by_agent.get(agent, Usage()) + other.by_agent.get(agent, Usage())
+        for name in self.by_provider.keys() | other.by_provider.keys():
+            out.by_provider[name] = self.by_provider.get(name, Usage()) + other.by_provider.get(name, Usage())
         return out
 
     def snapshot(self) -> Usage:
@@ -217,6 +221,8 @@ class Usage:
             out.by_model = {m: u.snapshot() for m, u in self.by_model.items()}
             if self.by_agent:
                 out.by_agent = {a: u.snapshot() for a, u in self.by_agent.items()}
+            if self.by_provider:
+                out.by_provider = {p: u.snapshot() for p, u in self.by_provider.items()}
             return out
 
     @property
@@ -243,4 +249,15 @@ class Usage:
             out["by_model"] = {m: u.to_dict() for m, u in sorted(self.by_model.items())}
         if self.by_agent:
             out["by_agent"] = {a: u.to_dict() for a, u in sorted(self.by_agent.items())}
+        if self.by_provider:
+            out["by_provider"] = {p: u.to_dict() for p, u in sorted(self.by_provider.items())}
         return out
+
+
+def _new_row(rows: dict[str, Usage], name: str, cap: int) -> Usage:
+    """The row for a name not seen yet (caller holds the lock): its own, or `_other` past `cap`."""
+    key = name if len(rows) < cap else OTHER_ROW
+    row = rows.get(key)
+    if row is None:
+        row = rows[key] = Usage()
+    return row

@@ -24,7 +24,7 @@ from .budgets import Budget, BudgetPolicy
 from .metrics import RollupMetrics
 from .run import ROOT, RUN, Run, run_totals
 from .sessions import SessionLedger, Sessions, session_totals
-from .tables import MAX_AGENTS, MAX_PROVIDERS, MAX_TENANTS, CappedTable, TenantLedger, usages
+from .tables import MAX_AGENTS, MAX_TENANTS, CappedTable, TenantLedger, usages
 
 if TYPE_CHECKING:
     from ..config import Options
@@ -51,7 +51,6 @@ class Rollup:
         self.process = Usage()
         self.agents: CappedTable[Usage] = CappedTable(MAX_AGENTS, Usage)
         self.tenants: CappedTable[TenantLedger] = CappedTable(MAX_TENANTS, TenantLedger)
-        self.providers: CappedTable[Usage] = CappedTable(MAX_PROVIDERS, Usage)
         self.metrics = RollupMetrics(meter_provider)
         self.sessions = Sessions(
             options.max_sessions, options.session_idle_seconds, clock, self.metrics.record_sessions
@@ -80,7 +79,6 @@ class Rollup:
         self.budgets.reset_process(process)
         self.agents.clear()
         self.tenants.clear()
-        self.providers.clear()
         self.record_held_sessions()
 
     def current_run(self) -> Run | None:
@@ -145,15 +143,13 @@ class Rollup:
                 if not r.add_call(model, tokens, cost, error, interval, util, agent_name):
                     late = late or r
                 r = r.parent
-            self.process.add_call(model, tokens, cost, error)
+            provider = attrs.get(sc.PROVIDER_NAME)
+            self.process.add_call(model, tokens, cost, error, provider=provider)
             if agent_name is not None:
                 self.agents.row(agent_name).add_call(model, tokens, cost, error)
             tenant_id = _tenant(attrs)
             if tenant_id is not None:
                 self.tenants.row(tenant_id).usage.add_call(model, tokens, cost, error, per_model=False)
-            provider = attrs.get(sc.PROVIDER_NAME)
-            if isinstance(provider, str) and provider:
-                self.providers.row(provider).add_call(model, tokens, cost, error, per_model=False)
             if session_id:
                 self.sessions.update(
                     session_id,
@@ -287,12 +283,13 @@ class Rollup:
         return self.sessions.read(session_id, lambda s: s.usage.snapshot() if s is not None else None)
 
     def summary(self) -> UsageSummary:
+        process = self.process.snapshot()
         return UsageSummary.build(
-            self.process.snapshot(),
+            process,
             usages(self.agents),
             self.sessions.snapshots(),
             tenants={t: row.usage.snapshot() for t, row in self.tenants.items()},
-            providers=usages(self.providers),
+            providers=process.by_provider,
         )
 
 

@@ -1,4 +1,4 @@
-"""Process-wide ledgers keyed by a name from the outside world (agents, tenants, providers).
+"""Process-wide ledgers keyed by a name from the outside world (agents, tenants).
 
 A tenant or agent name comes from users' traffic: ten thousand distinct names must not make ten
 thousand rows. Past `limit` rows, a new name is summed into one overflow row (`OTHER_ROW`), and
@@ -21,7 +21,6 @@ V = TypeVar("V")
 
 MAX_AGENTS = 1000
 MAX_TENANTS = 10_000
-MAX_PROVIDERS = 100
 
 
 class CappedTable(Generic[V]):
