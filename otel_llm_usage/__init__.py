@@ -8,6 +8,7 @@ from .budgets import Budget, BudgetExceeded
 from .instrumentor import LLMUsageInstrumentor, instrument, uninstrument
 from .manual import ManualCall, record_call
 from .pricing import ModelPrice
+from .repricing import reload_prices, set_prices
 from .rollup import Run
 from .runs import close_session, current_run, reset_usage, run, session, session_usage, usage_summary
 from .summary import UsageRow, UsageSummary
@@ -30,10 +31,12 @@ __all__ = [
     "current_run",
     "instrument",
     "record_call",
+    "reload_prices",
     "reset_usage",
     "run",
     "session",
     "session_usage",
+    "set_prices",
     "uninstrument",
     "usage_summary",
 ]

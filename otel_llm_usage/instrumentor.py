@@ -6,7 +6,6 @@ import importlib
 import importlib.util
 import logging
 import sys
-import threading
 from collections.abc import Collection
 from functools import partial
 from typing import Any
@@ -15,7 +14,7 @@ import wrapt
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from . import active, content, registry
+from . import _fork, active, content, registry
 from ._guard import report
 from ._supported import supported
 from .config import ENV_PROMETHEUS_PORT, Options
@@ -156,7 +155,7 @@ def _installed(name: str) -> bool:
         return False
 
 
-_lock = threading.Lock()
+_lock = _fork.lock()
 
 
 def instrument(

@@ -18,11 +18,13 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from . import content
 from . import semconv as sc
 from ._guard import report
+from ._redact import redact
 from .call_metrics import CallInstruments
-from .context import current_attribution
+from .context import current_attribution, without_private_baggage
 from .listener import CallListener, CallRefused, EndedCall
 from .pricing import Cost, Pricer
 from .usage import TokenUsage
+from .usage_missing import MissingUsageWarnings
 from .version import INSTRUMENTATION_NAME, __version__
 
 
@@ -91,6 +93,7 @@ class Recorder:
         self.tpoc = m.tpoc
         self.utilization = m.utilization
         self.counters = m.counters
+        self.missing_usage = MissingUsageWarnings()
 
     def add_listener(self, listener: CallListener) -> None:
         self.listeners = (*self.listeners, listener)
@@ -208,9 +211,10 @@ class LLMCall:
         self._ctx_token: object | None = None
         self.end_time_ns: int | None = None  # set only for calls recorded after the fact
 
-    # The span is current while the request is sent, so HTTP-client spans nest beneath it.
+    # The span is current while the request is sent, so HTTP-client spans nest beneath it; the
+    # baggage loses its session and user ids, which must not reach the provider.
     def activate(self) -> None:
-        self._ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
+        self._ctx_token = otel_context.attach(without_private_baggage(trace.set_span_in_context(self.span)))
 
     def deactivate(self) -> None:
         if self._ctx_token is not None:
@@ -278,7 +282,7 @@ class LLMCall:
         if etype is not None:
             attrs[sc.ERROR_TYPE] = etype
             mattrs[sc.ERROR_TYPE] = etype
-            span.set_status(Status(StatusCode.ERROR, message[:256] or etype))
+            span.set_status(Status(StatusCode.ERROR, redact(message) or etype))
         usage = res.usage
         cost: Cost | None = None
         window: int | None = None
@@ -302,7 +306,7 @@ class LLMCall:
             if usage.output_audio:
                 attrs[sc.USAGE_AUDIO_OUTPUT_TOKENS] = usage.output_audio
             model = req.price_model or res.response_model or req.model
-            price = rec.pricer.resolve(req.provider, model) if model else None
+            price = rec.pricer.resolve(req.provider, model, req.server_address) if model else None
             cost = price.cost(usage) if price is not None else None
             window = price.context_window if price is not None else None
             if window:
@@ -357,6 +361,12 @@ class LLMCall:
                 rec.utilization.record(utilization, mattrs)
         if usage is not None or total_cost is not None:
             rec.counters.add(mattrs, usage, total_cost)
+        if usage is None and etype is None:
+            rec.counters.add_missing(mattrs, req.server_address)
+            rec.missing_usage.warn_once(
+                req.server_address, req.provider, req.model, stream=req.stream, incomplete=incomplete,
+                usage_requested=bool(req.attributes and req.attributes.get(sc.STREAM_USAGE_INJECTED)),
+            )  # fmt: skip
 
     def _notify_end(
         self,
@@ -373,7 +383,7 @@ class LLMCall:
         else:
             first = None if error else end_ns
         attrs = self._attrs
-        model = res.response_model or attrs.get(sc.REQUEST_MODEL) or "unknown"
+        model = attrs.get(sc.REQUEST_MODEL) or res.response_model or "unknown"
         ended = EndedCall(
             str(model),
             usage,
@@ -386,6 +396,7 @@ class LLMCall:
             attrs.get(sc.AGENT_NAME),
             attrs.get(sc.SESSION_ID) or attrs.get(sc.CONVERSATION_ID),
             attrs,
+            res.response_model,
         )
         for listener, state in self._listened or ():
             try:

@@ -9,25 +9,55 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from . import _fork
+from ._guard import warn_once
+
+# The largest token count read as real, for one bucket of one call: far above any context window
+# (millions of tokens), far below where sums go wrong. Above it a count can only be corrupt; summed
+# into a cumulative counter it would pass 2**63 - 1, which OTLP cannot encode, and every later
+# metric export of the process would fail. Such a count is read as absent, like any unreadable one.
+MAX_TOKEN_COUNT = 2**32
+
 
 def as_count(value: object) -> int:
-    """A token count from whatever a provider sent: non-negative int, anything else is 0.
+    """A token count from whatever a provider sent: a non-negative int up to `MAX_TOKEN_COUNT`,
+    anything else is 0.
 
-    Providers (and proxies in front of them) sometimes send floats, strings or nulls; a count
-    that cannot be read is treated as absent rather than guessed.
+    Providers (and proxies in front of them) sometimes send floats, strings, nulls or absurd
+    numbers; a count that cannot be read is treated as absent rather than guessed.
     """
     if type(value) is int:
+        if value > MAX_TOKEN_COUNT:
+            return _out_of_range(value)
         return value if value > 0 else 0
     if isinstance(value, bool):
         return 0
     if isinstance(value, int):
-        return value if value > 0 else 0
+        return as_count(int(value))
     if isinstance(value, float) and math.isfinite(value) and value > 0 and value.is_integer():
-        return int(value)
+        return as_count(int(value))
     return 0
+
+
+def _out_of_range(value: int) -> int:
+    warn_once(
+        "usage.count_out_of_range",
+        "otel-llm-usage: a token count of about 2**%d from an LLM response is above %d and is read "
+        "as absent (further counts out of range are not logged)",
+        value.bit_length() - 1,
+        MAX_TOKEN_COUNT,
+    )
+    return 0
+
+
+def _bounded(count: int) -> int:
+    if count > MAX_TOKEN_COUNT:
+        return _out_of_range(count)
+    return count if count > 0 else 0
 
 
 class TokenUsage(NamedTuple):
@@ -65,10 +95,13 @@ class TokenUsage(NamedTuple):
         """Build a ledger that satisfies the invariants even from inconsistent provider data.
 
         A subset larger than its total can only come from a malformed payload; the subset is cut
-        to fit rather than inflating the billed total.
+        to fit rather than inflating the billed total. A count above `MAX_TOKEN_COUNT` (a sum of
+        fields each in range can pass it) is read as absent.
         """
         if (
-            cache_read >= 0
+            input <= MAX_TOKEN_COUNT
+            and output <= MAX_TOKEN_COUNT
+            and cache_read >= 0
             and cache_write >= 0
             and cache_read + cache_write <= input
             and 0 <= cache_write_1h <= cache_write
@@ -79,18 +112,21 @@ class TokenUsage(NamedTuple):
             return cls(
                 input, output, cache_read, cache_write, cache_write_1h, reasoning, input_audio, output_audio
             )
-        input, output = max(input, 0), max(output, 0)
-        cache_read = min(max(cache_read, 0), input)
-        cache_write = min(max(cache_write, 0), input - cache_read)
+        input, output = _bounded(input), _bounded(output)
+        cache_read, cache_write = _bounded(cache_read), _bounded(cache_write)
+        cache_write_1h, reasoning = _bounded(cache_write_1h), _bounded(reasoning)
+        input_audio, output_audio = _bounded(input_audio), _bounded(output_audio)
+        cache_read = min(cache_read, input)
+        cache_write = min(cache_write, input - cache_read)
         return cls(
             input=input,
             output=output,
             cache_read=cache_read,
             cache_write=cache_write,
-            cache_write_1h=min(max(cache_write_1h, 0), cache_write),
-            reasoning=min(max(reasoning, 0), output),
-            input_audio=min(max(input_audio, 0), input),
-            output_audio=min(max(output_audio, 0), output),
+            cache_write_1h=min(cache_write_1h, cache_write),
+            reasoning=min(reasoning, output),
+            input_audio=min(input_audio, input),
+            output_audio=min(output_audio, output),
         )
 
     @property
@@ -112,12 +148,19 @@ class TokenUsage(NamedTuple):
         )
 
 
+# Per-model rows one `Usage` keeps before further models are summed into the `_other` row. Model
+# names come from callers and from responses, so without a cap a stream of distinct names would
+# grow every ledger without end.
+MAX_MODELS = 1000
+OVERFLOW_ROW = "_other"
+# Response models listed per row; a request model resolving to more than this is a misconfiguration.
+MAX_RESPONSE_MODELS = 16
 # Per-agent rows one run's or session's `Usage` keeps, and per-provider rows of the process's; later
-# names are summed into `_other`. The names come from frameworks and users' code (`record_call()`),
-# so a ledger must not grow with them.
+# names are summed into the same `_other` row. The names come from frameworks and users' code
+# (`record_call()`), so a ledger must not grow with them.
 MAX_AGENT_ROWS = 1000
 MAX_PROVIDER_ROWS = 100
-OTHER_ROW = "_other"
+OTHER_ROW = OVERFLOW_ROW
 
 _TOTAL_FIELDS = (
     "requests",
@@ -129,6 +172,26 @@ _TOTAL_FIELDS = (
     "cost_usd",
     "unpriced_requests",
     "errors",
+    "audio_input_tokens",
+    "audio_output_tokens",
+    "usage_missing_requests",
+    "errors_without_usage",
+    "unpriced_output_tokens",
+    "cost_without_usage_usd",
+    "folded_models",
+)
+_DERIVED = (
+    "total_tokens",
+    "average_cost_usd",
+    "output_ratio",
+    "requests_with_usage",
+    "priced_requests",
+    "priced_cost_usd",
+    "priced_output_tokens",
+    "tokens_per_call",
+    "input_tokens_per_call",
+    "output_tokens_per_call",
+    "cost_per_1k_output_tokens",
 )
 
 
@@ -136,12 +199,23 @@ _TOTAL_FIELDS = (
 class Usage:
     """Addable totals over many calls: a run, a session, an agent, the process.
 
-    `by_model` breaks the same totals down by response model (request model when the response
-    named none). `by_agent` breaks a run's or a session's totals down by the agent that made each
-    call (calls of no agent are in no row; past `MAX_AGENT_ROWS` agents, later ones are summed into
-    `_other`); the process keeps its agents in `usage_summary().by_agent` instead, and breaks its
-    totals down by provider (`gen_ai.provider.name`) in `by_provider`. Thread-safe to update through
-    `add_call`.
+    A call is *priced* when it carried usage and its cost is known, *unpriced* when it carried
+    usage but its model has no price, *usage missing* when it ended without an error and without
+    usage. Failed calls count in `errors` (those without usage also in `errors_without_usage`;
+    those with partial usage as priced or unpriced). `cost_usd` is every known cost,
+    `priced_cost_usd` that of the priced calls (they differ by `cost_without_usage_usd`, costs
+    reported for calls without usage). Audio tokens are part of `input_tokens` / `output_tokens`,
+    as cache reads and reasoning are.
+
+    `by_model` breaks the same totals down by the model the caller asked for (the response model
+    when the request named none), each row listing in `response_models` the models the responses
+    named. At most `MAX_MODELS` rows; later models are summed into the `_other` row, whose
+    `folded_models` counts the distinct names folded in. Thread-safe to update through `add_call`.
+
+    `by_agent` breaks a run's or a session's totals down by the agent that made each call (calls of
+    no agent are in no row; past `MAX_AGENT_ROWS` agents, later ones are summed into `_other`); the
+    process keeps its agents in `usage_summary().by_agent` instead, and breaks its totals down by
+    provider (`gen_ai.provider.name`) in `by_provider`.
     """
 
     requests: int = 0
@@ -154,9 +228,18 @@ class Usage:
     unpriced_requests: int = 0
     errors: int = 0
     by_model: dict[str, Usage] = field(default_factory=dict)
+    audio_input_tokens: int = 0
+    audio_output_tokens: int = 0
+    usage_missing_requests: int = 0
+    errors_without_usage: int = 0
+    unpriced_output_tokens: int = 0
+    cost_without_usage_usd: float = 0.0
+    response_models: tuple[str, ...] = ()
+    folded_models: int = 0
+    _folded: set[str] | None = field(default=None, repr=False, compare=False)
     by_agent: dict[str, Usage] = field(default_factory=dict)
     by_provider: dict[str, Usage] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=_fork.lock, repr=False, compare=False)
 
     def add_call(
         self,
@@ -166,28 +249,71 @@ class Usage:
         error: bool,
         *,
         per_model: bool = True,
+        response_model: str | None = None,
         agent: str | None = None,
         provider: str | None = None,
     ) -> None:
+        """Add one finished call. `model` is the model the caller asked for; `response_model` the
+        one the response named, listed in the model's row."""
         with self._lock:
             self._add(tokens, cost_usd, error)
+            sub: Usage | None = None
             if per_model:
                 sub = self.by_model.get(model)
                 if sub is None:
-                    sub = self.by_model[model] = Usage()
+                    sub = self._model_row(model)
                 sub._add(tokens, cost_usd, error)
+                if response_model is not None and response_model not in sub.response_models:
+                    sub._list_response_model(response_model)
+            arow: Usage | None = None
             if agent:
-                row = self.by_agent.get(agent)
-                if row is None:
-                    row = _new_row(self.by_agent, agent, MAX_AGENT_ROWS)
-                row._add(tokens, cost_usd, error)
+                arow = self.by_agent.get(agent)
+                if arow is None:
+                    arow = _new_row(self.by_agent, agent, MAX_AGENT_ROWS)
+                arow._add(tokens, cost_usd, error)
+            prow: Usage | None = None
             if provider:
-                row = self.by_provider.get(provider)
-                if row is None:
-                    row = _new_row(self.by_provider, provider, MAX_PROVIDER_ROWS)
-                row._add(tokens, cost_usd, error)
+                prow = self.by_provider.get(provider)
+                if prow is None:
+                    prow = _new_row(self.by_provider, provider, MAX_PROVIDER_ROWS)
+                prow._add(tokens, cost_usd, error)
+            # Checked once here rather than in each _add: most calls carry no audio.
+            if tokens is not None and (tokens.input_audio or tokens.output_audio):
+                for row in (self, sub, arow, prow):
+                    if row is not None:
+                        row.audio_input_tokens += tokens.input_audio
+                        row.audio_output_tokens += tokens.output_audio
+
+    def _list_response_model(self, name: str) -> None:
+        if len(self.response_models) < MAX_RESPONSE_MODELS and not self.folded_models:
+            self.response_models = (*self.response_models, name)
+
+    def _model_row(self, model: str) -> Usage:
+        """The row for a model not seen yet (caller holds the lock): its own, or `_other` past the cap."""
+        rows = self.by_model
+        if len(rows) < MAX_MODELS:
+            sub = rows[model] = Usage()
+            return sub
+        other = rows.get(OVERFLOW_ROW)
+        if other is None:
+            other = rows[OVERFLOW_ROW] = Usage()
+        other._fold(model)
+        return other
+
+    def _fold(self, name: str) -> None:
+        # Distinct names are remembered up to the cap, so `folded_models` is exact up to
+        # MAX_MODELS folded names and a lower bound beyond.
+        folded = self._folded
+        if folded is None:
+            folded = self._folded = set()
+        if name not in folded and len(folded) < MAX_MODELS:
+            folded.add(name)
+            self.folded_models += 1
 
     def _add(self, tokens: TokenUsage | None, cost_usd: float | None, error: bool) -> None:
+        # The common call (usage and a price) touches no more fields than before the per-call
+        # figures existed: they are derived from counts kept in the rarer branches. Audio tokens
+        # are added by add_call.
         self.requests += 1
         if tokens is not None:
             self.input_tokens += tokens.input
@@ -195,10 +321,19 @@ class Usage:
             self.cache_read_tokens += tokens.cache_read
             self.cache_write_tokens += tokens.cache_write
             self.reasoning_tokens += tokens.reasoning
-        if cost_usd is not None:
-            self.cost_usd += cost_usd
-        elif tokens is not None:
-            self.unpriced_requests += 1
+            if cost_usd is not None:
+                self.cost_usd += cost_usd
+            else:
+                self.unpriced_requests += 1
+                self.unpriced_output_tokens += tokens.output
+        else:
+            if cost_usd is not None:
+                self.cost_usd += cost_usd
+                self.cost_without_usage_usd += cost_usd
+            if error:
+                self.errors_without_usage += 1
+            else:
+                self.usage_missing_requests += 1
         if error:
             self.errors += 1
 
@@ -206,8 +341,16 @@ class Usage:
         if not isinstance(other, Usage):
             return NotImplemented
         out = Usage(**{name: getattr(self, name) + getattr(other, name) for name in _TOTAL_FIELDS})
-        for model in self.by_model.keys() | other.by_model.keys():
-            out.by_model[model] = self.by_model.get(model, Usage()) + other.by_model.get(model, Usage())
+        out.response_models = _merge_names(self.response_models, other.response_models)
+        rows: dict[str, Usage] = {}
+        for model in (*self.by_model, *other.by_model):
+            if model not in rows:
+                mine, theirs = self.by_model.get(model), other.by_model.get(model)
+                if mine is not None and theirs is not None:
+                    rows[model] = mine + theirs
+                else:
+                    rows[model] = (mine if mine is not None else theirs or Usage()).snapshot()
+        out.by_model = _capped(rows)
         for agent in self.by_agent.keys() | other.by_agent.keys():
             out.by_agent[agent] = self.by_agent.get(agent, Usage()) + other.by_agent.get(agent, Usage())
         for name in self.by_provider.keys() | other.by_provider.keys():
@@ -218,6 +361,7 @@ class Usage:
         """A consistent copy, safe to read while other threads keep adding."""
         with self._lock:
             out = Usage(**{name: getattr(self, name) for name in _TOTAL_FIELDS})
+            out.response_models = self.response_models
             out.by_model = {m: u.snapshot() for m, u in self.by_model.items()}
             if self.by_agent:
                 out.by_agent = {a: u.snapshot() for a, u in self.by_agent.items()}
@@ -230,9 +374,28 @@ class Usage:
         return self.input_tokens + self.output_tokens
 
     @property
+    def requests_with_usage(self) -> int:
+        """Calls that carried usage: the priced and the unpriced ones."""
+        return self.requests - self.usage_missing_requests - self.errors_without_usage
+
+    @property
+    def priced_requests(self) -> int:
+        """Calls that carried usage and had a known cost."""
+        return self.requests_with_usage - self.unpriced_requests
+
+    @property
+    def priced_cost_usd(self) -> float:
+        """The cost of the priced calls: `cost_usd` less costs reported for calls without usage."""
+        return self.cost_usd - self.cost_without_usage_usd if self.cost_without_usage_usd else self.cost_usd
+
+    @property
+    def priced_output_tokens(self) -> int:
+        return self.output_tokens - self.unpriced_output_tokens
+
+    @property
     def average_cost_usd(self) -> float:
-        priced = self.requests - self.unpriced_requests
-        return self.cost_usd / priced if priced > 0 else 0.0
+        """Cost per priced call (one that carried usage and had a price); 0 when there was none."""
+        return self.priced_cost_usd / self.priced_requests if self.priced_requests else 0.0
 
     @property
     def output_ratio(self) -> float:
@@ -240,11 +403,33 @@ class Usage:
         total = self.total_tokens
         return self.output_tokens / total if total else 0.0
 
+    @property
+    def tokens_per_call(self) -> float:
+        """Input plus output tokens per call that carried usage."""
+        n = self.requests_with_usage
+        return self.total_tokens / n if n else 0.0
+
+    @property
+    def input_tokens_per_call(self) -> float:
+        n = self.requests_with_usage
+        return self.input_tokens / n if n else 0.0
+
+    @property
+    def output_tokens_per_call(self) -> float:
+        n = self.requests_with_usage
+        return self.output_tokens / n if n else 0.0
+
+    @property
+    def cost_per_1k_output_tokens(self) -> float:
+        """USD per 1,000 output tokens of the priced calls; 0 when they had no output."""
+        out = self.priced_output_tokens
+        return self.priced_cost_usd * 1000 / out if out else 0.0
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: getattr(self, name) for name in _TOTAL_FIELDS}
-        out["total_tokens"] = self.total_tokens
-        out["average_cost_usd"] = self.average_cost_usd
-        out["output_ratio"] = self.output_ratio
+        out.update({name: getattr(self, name) for name in _DERIVED})
+        if self.response_models:
+            out["response_models"] = list(self.response_models)
         if self.by_model:
             out["by_model"] = {m: u.to_dict() for m, u in sorted(self.by_model.items())}
         if self.by_agent:
@@ -252,6 +437,41 @@ class Usage:
         if self.by_provider:
             out["by_provider"] = {p: u.to_dict() for p, u in sorted(self.by_provider.items())}
         return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Usage:
+        """The totals `to_dict()` wrote (derived figures are recomputed, not read)."""
+        out = cls(**{name: data[name] for name in _TOTAL_FIELDS if name in data})
+        out.response_models = tuple(data.get("response_models", ()))
+        out.by_model = {m: cls.from_dict(u) for m, u in data.get("by_model", {}).items()}
+        out.by_agent = {a: cls.from_dict(u) for a, u in data.get("by_agent", {}).items()}
+        out.by_provider = {p: cls.from_dict(u) for p, u in data.get("by_provider", {}).items()}
+        return out
+
+
+def _merge_names(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+    return (*a, *(n for n in b if n not in a))[:MAX_RESPONSE_MODELS]
+
+
+def _capped(rows: dict[str, Usage]) -> dict[str, Usage]:
+    """`rows` with the models past `MAX_MODELS` summed into the `_other` row."""
+    if len(rows) - (OVERFLOW_ROW in rows) <= MAX_MODELS:
+        return rows
+    kept: dict[str, Usage] = {}
+    other = rows.get(OVERFLOW_ROW) or Usage()
+    folded = other.folded_models
+    for name, row in rows.items():
+        if name == OVERFLOW_ROW:
+            continue
+        if len(kept) < MAX_MODELS:
+            kept[name] = row
+        else:
+            other = other + row
+            folded += 1
+    other.folded_models = folded
+    other.response_models = ()
+    kept[OVERFLOW_ROW] = other
+    return kept
 
 
 def _new_row(rows: dict[str, Usage], name: str, cap: int) -> Usage:

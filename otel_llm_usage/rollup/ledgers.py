@@ -124,7 +124,7 @@ class Rollup:
             return
         try:
             run: Run | None = state  # type: ignore[assignment]
-            model, tokens, cost, error, start_ns, end_ns, first_ns, util, agent, sid, attrs = call
+            model, tokens, cost, error, start_ns, end_ns, first_ns, util, agent, sid, attrs, rm = call
             session_id = str(sid) if sid else None
             interval: tuple[int, int, int | None] | None = None
             if run is not None:
@@ -140,13 +140,13 @@ class Rollup:
             late: Run | None = None
             r = run
             while r is not None:
-                if not r.add_call(model, tokens, cost, error, interval, util, agent_name):
+                if not r.add_call(model, tokens, cost, error, interval, util, rm, agent_name):
                     late = late or r
                 r = r.parent
             provider = attrs.get(sc.PROVIDER_NAME)
-            self.process.add_call(model, tokens, cost, error, provider=provider)
+            self.process.add_call(model, tokens, cost, error, response_model=rm, provider=provider)
             if agent_name is not None:
-                self.agents.row(agent_name).add_call(model, tokens, cost, error)
+                self.agents.row(agent_name).add_call(model, tokens, cost, error, response_model=rm)
             tenant_id = _tenant(attrs)
             if tenant_id is not None:
                 self.tenants.row(tenant_id).usage.add_call(model, tokens, cost, error, per_model=False)
@@ -154,7 +154,9 @@ class Rollup:
                 self.sessions.update(
                     session_id,
                     lambda: self.session_metric_attrs(attrs),
-                    lambda s: s.usage.add_call(model, tokens, cost, error, agent=agent_name),
+                    lambda s: s.usage.add_call(
+                        model, tokens, cost, error, response_model=rm, agent=agent_name
+                    ),
                 )
             if late is not None:
                 self.metrics.late_call(late.agent)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .. import _fork
 from .. import semconv as sc
 from ..usage import Usage
+from .run import audio_totals
 
 if TYPE_CHECKING:
     from .budgets import Budget
@@ -44,7 +45,7 @@ class Sessions:
         clock: Callable[[], float],
         on_evict: Callable[[list[SessionLedger]], None],
     ) -> None:
-        self.lock = threading.Lock()
+        self.lock = _fork.lock()
         self.items: OrderedDict[str, SessionLedger] = OrderedDict()
         self.max = max(1, max_sessions)
         self.idle = idle_seconds if idle_seconds > 0 else float("inf")
@@ -138,4 +139,6 @@ def session_totals(s: SessionLedger | None) -> dict[str, Any]:
         sc.SESSION_COST_USD: u.cost_usd,
         sc.SESSION_INPUT_TOKENS: u.input_tokens,
         sc.SESSION_OUTPUT_TOKENS: u.output_tokens,
+        sc.SESSION_USAGE_MISSING_REQUESTS: u.usage_missing_requests,
+        **audio_totals(u, sc.SESSION_AUDIO_INPUT_TOKENS, sc.SESSION_AUDIO_OUTPUT_TOKENS),
     }
