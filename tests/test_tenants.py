@@ -347,3 +347,18 @@ def test_reset_usage_keeps_an_open_runs_totals(telemetry: Telemetry, openai_emul
 def test_reset_usage_without_instrument_does_nothing() -> None:
     reset_usage()
     assert usage_summary().total.requests == 0
+
+
+def test_breakdowns_round_trip_through_dicts(telemetry: Telemetry, openai_emulator: Any) -> None:
+    from otel_llm_usage import Usage, UsageSummary
+
+    c = client(openai_emulator)
+    with session("conv-rt", tenant_id="acme"), run("planner"):
+        chat(c, openai_emulator)
+    record_call(model="claude-sonnet-4-5", provider="anthropic", input_tokens=3, output_tokens=1, agent="w")
+    summary = usage_summary()
+    assert summary.by_tenant and summary.by_provider
+    assert UsageSummary.from_dict(summary.to_dict()) == summary
+    u = session_usage("conv-rt")
+    assert u is not None and u.by_agent
+    assert Usage.from_dict(u.to_dict()) == u
