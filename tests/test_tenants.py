@@ -178,10 +178,37 @@ def test_tenant_budget_for_one_named_tenant(instrument_with: Any, openai_emulato
 
 def test_record_call_counts_for_the_tenant_budget(instrument_with: Any, openai_emulator: Any) -> None:
     instrument_with(budgets=[Budget(max_cost_usd=0.002, scope="tenant", action="raise")])
-    record_call(model="gpt-4o", provider="openai", input_tokens=1000, output_tokens=100, tenant_id="acme")
+    # Recorded first, then refused: the tenant is over its limit with this call.
+    with pytest.raises(BudgetExceeded) as info:
+        record_call(model="gpt-4o", provider="openai", input_tokens=1000, output_tokens=100, tenant_id="acme")
+    assert (info.value.scope, info.value.key) == ("tenant", "acme")
+    assert rows(usage_summary().by_tenant)["acme"].requests == 1
     with session("s", tenant_id="acme"), pytest.raises(BudgetExceeded):
         chat(client(openai_emulator), openai_emulator)
     assert sent(openai_emulator) == 0
+    record_call(model="gpt-4o", provider="openai", input_tokens=100, output_tokens=10, tenant_id="globex")
+
+
+def test_tenant_budgets_show_on_the_budget_gauges(instrument_with: Any, openai_emulator: Any) -> None:
+    t: Telemetry = instrument_with(
+        budgets=[
+            Budget(max_cost_usd=0.01, scope="tenant"),
+            Budget(max_cost_usd=0.004, scope="tenant", tenant="globex"),
+        ]
+    )
+    c = client(openai_emulator)
+    with session("a", tenant_id="acme"):
+        chat(c, openai_emulator)
+        chat(c, openai_emulator)
+    with session("g", tenant_id="globex"):
+        chat(c, openai_emulator)
+    points = [dict(p.attributes or {}) | {"value": p.value} for p in t.points("llm_usage.budget.spent")]
+    tenant_points = [p for p in points if p.get(sc.BUDGET_SCOPE) == "tenant"]
+    named = [p for p in tenant_points if p.get(sc.BUDGET_TENANT_ID) == "globex"]
+    every = [p for p in tenant_points if sc.BUDGET_TENANT_ID not in p]
+    assert len(named) == 1 and named[0]["value"] == pytest.approx(COST_1000_100, abs=1e-12)
+    # The budget of every tenant shows the tenant nearest its limit: acme, two calls.
+    assert len(every) == 1 and every[0]["value"] == pytest.approx(2 * COST_1000_100, abs=1e-12)
 
 
 @pytest.mark.parametrize(
