@@ -5,6 +5,7 @@ An explicit keyword argument wins over the environment, which wins over the defa
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from typing import Any
 from . import registry
 from .budgets import Budget
 from .pricing import ModelPrice
+
+log = logging.getLogger("otel_llm_usage")
 
 ENV_CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENV_MAX_CONTENT = "OTEL_LLM_USAGE_MAX_CONTENT_LENGTH"
@@ -27,6 +30,8 @@ ENV_MAX_SESSIONS = "OTEL_LLM_USAGE_MAX_SESSIONS"
 ENV_SESSION_IDLE = "OTEL_LLM_USAGE_SESSION_IDLE_SECONDS"
 ENV_ANTHROPIC_NATIVE_SPANS = "OTEL_LLM_USAGE_ANTHROPIC_NATIVE_SPANS"
 ANTHROPIC_NATIVE_SPANS_MODES = ("suppress", "keep")
+ENV_COEXIST = "OTEL_LLM_USAGE_COEXIST"
+COEXIST_MODES = ("spans", "enrich")
 
 
 def _env_bool(name: str) -> bool | None:
@@ -67,6 +72,9 @@ class Options:
     # The anthropic SDK's own span of a recorded call: "suppress" it (one span per call) or "keep"
     # it as a child of ours.
     anthropic_native_spans: str = "suppress"
+    # Beside another GenAI instrumentation of the same client: "spans" (both spans) or "enrich"
+    # (our usage and cost on its span, none of ours). See docs/coexistence.md.
+    coexist: str = "spans"
 
     @classmethod
     def resolve(cls, kwargs: dict[str, Any]) -> Options:
@@ -100,6 +108,14 @@ class Options:
         native_spans = pick("anthropic_native_spans", os.environ.get(ENV_ANTHROPIC_NATIVE_SPANS))
         if native_spans not in ANTHROPIC_NATIVE_SPANS_MODES:
             raise ValueError(f"anthropic_native_spans must be 'suppress' or 'keep', not {native_spans!r}")
+        coexist = pick("coexist", os.environ.get(ENV_COEXIST, "").strip().lower() or None)
+        if coexist not in COEXIST_MODES:
+            if kwargs.get("coexist") is not None:
+                raise ValueError(f"coexist must be 'spans' or 'enrich', not {coexist!r}")
+            log.warning(
+                "otel-llm-usage: %s=%r is not 'spans' or 'enrich'; using 'spans'", ENV_COEXIST, coexist
+            )
+            coexist = "spans"
         return cls(
             capture_content=bool(pick("capture_content", _env_bool(ENV_CAPTURE))),
             max_content_length=int(pick("max_content_length", _env_int(ENV_MAX_CONTENT))),
@@ -116,4 +132,5 @@ class Options:
             session_idle_seconds=float(pick("session_idle_seconds", _env_int(ENV_SESSION_IDLE))),
             prometheus_port=pick("prometheus_port", _env_int(ENV_PROMETHEUS_PORT)),
             anthropic_native_spans=native_spans,
+            coexist=coexist,
         )

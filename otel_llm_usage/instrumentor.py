@@ -15,7 +15,7 @@ import wrapt
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from . import active, registry
+from . import active, coexist, registry
 from ._guard import report
 from .config import Options
 from .pricing import Pricer
@@ -57,12 +57,18 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             tracer_provider,
             meter_provider,
             pricer,
-            Settings(options.capture_content, options.max_content_length, options.metric_attributes),
+            Settings(
+                options.capture_content,
+                options.max_content_length,
+                options.metric_attributes,
+                options.coexist,
+            ),
         )
         self.recorder = recorder
         if options.rollups:
             self.rollup = install_rollup(recorder, options, tracer_provider, meter_provider)
         active.install(active.Installation(recorder, self.rollup))
+        coexist.watch(options.coexist)
         self._patched = ()
         self._generation += 1
         for module_name in wanted.values():
@@ -96,6 +102,10 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             wrapt.wrap_function_wrapper(owner, method, wrapper)
             patched.append((owner, method, original, owner.__dict__.get(method)))
         self._patched = tuple(patched)
+        try:
+            coexist.check(provider.LIBRARY, self.options.coexist)
+        except Exception as exc:
+            report("coexist.check", exc)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         self._generation += 1  # import hooks registered before now do nothing

@@ -16,6 +16,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from . import coexist
 from . import semconv as sc
 from ._guard import report
 from .call_metrics import CallInstruments
@@ -60,6 +61,7 @@ class Settings:
     capture_content: bool = False
     max_content_length: int = 16384
     metric_attributes: tuple[str, ...] = ()
+    coexist: str = "spans"  # or "enrich": see coexist.py
 
 
 def error_type(exc: BaseException) -> str:
@@ -140,13 +142,23 @@ class Recorder:
                     report("recorder.call_starting", exc)
         if self.settings.capture_content and req.input_messages is not None:
             attrs[sc.INPUT_MESSAGES] = _truncate_json(req.input_messages, self.settings.max_content_length)
-        name = f"{req.operation} {req.model}" if req.model else req.operation
         start_ns = start_time_ns if start_time_ns is not None else time.time_ns()
-        try:
-            span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, start_time=start_ns)
-        except Exception as exc:  # a user's sampler or span processor: the call still counts
-            report("recorder.start_span", exc)
-            span = trace.INVALID_SPAN
+        span: trace.Span | None = None
+        if coexist.watching:  # another GenAI instrumentation is imported: is its span current?
+            try:
+                span = coexist.current_peer_span(req.provider, self.settings.coexist, attrs)
+            except Exception as exc:
+                report("recorder.coexist", exc)
+        owned = span is None
+        if span is None:
+            name = f"{req.operation} {req.model}" if req.model else req.operation
+            try:
+                span = self.tracer.start_span(
+                    name, kind=SpanKind.CLIENT, attributes=attrs, start_time=start_ns
+                )
+            except Exception as exc:  # a user's sampler or span processor: the call still counts
+                report("recorder.start_span", exc)
+                span = trace.INVALID_SPAN
         metric_attrs: dict[str, Any] = {sc.OPERATION_NAME: req.operation, sc.PROVIDER_NAME: req.provider}
         if req.model:
             metric_attrs[sc.REQUEST_MODEL] = req.model
@@ -155,7 +167,7 @@ class Recorder:
         for key in self.settings.metric_attributes:
             if key in attrs:
                 metric_attrs[key] = attrs[key]
-        return LLMCall(self, req, span, metric_attrs, start_ns, attrs, listened)
+        return LLMCall(self, req, span, metric_attrs, start_ns, attrs, listened, owned)
 
 
 class LLMCall:
@@ -171,6 +183,7 @@ class LLMCall:
         "chunks",
         "done",
         "end_time_ns",
+        "owned",
         "req",
         "span",
         "start_ns",
@@ -188,8 +201,12 @@ class LLMCall:
         start_ns: int,
         attrs: dict[str, Any],
         listened: list[tuple[CallListener, object]] | None,
+        owned: bool = True,
     ) -> None:
         self._rec = rec
+        # False when the span is another instrumentation's (coexist="enrich"): it ends that span,
+        # sets its status and records the GenAI histograms; we only add our attributes.
+        self.owned = owned
         self.req = req
         self.span = span
         self._mattrs = metric_attrs
@@ -246,7 +263,7 @@ class LLMCall:
             self._end_quietly()
 
     def _end_quietly(self) -> None:
-        if self._ended:
+        if self._ended or not self.owned:
             return
         self._ended = True
         try:
@@ -275,7 +292,8 @@ class LLMCall:
         if etype is not None:
             attrs[sc.ERROR_TYPE] = etype
             mattrs[sc.ERROR_TYPE] = etype
-            span.set_status(Status(StatusCode.ERROR, message[:256] or etype))
+            if self.owned:
+                span.set_status(Status(StatusCode.ERROR, message[:256] or etype))
         usage = res.usage
         cost: Cost | None = None
         window: int | None = None
@@ -328,23 +346,27 @@ class LLMCall:
             attrs[sc.OUTPUT_MESSAGES] = _truncate_json(res.output_messages, rec.settings.max_content_length)
         span.set_attributes(attrs)
         end_ns = self.end_time_ns or time.time_ns()
+        owned = self.owned
         self._ended = True  # a span processor raising in `end` must not make us end it twice
-        try:
-            span.end(end_time=end_ns)
-        except Exception as exc:
-            report("recorder.span_end", exc)
+        if owned:
+            try:
+                span.end(end_time=end_ns)
+            except Exception as exc:
+                report("recorder.span_end", exc)
         if self._listened:
             self._notify_end(
                 res, usage, total_cost, etype is not None, end_ns, utilization if window else None
             )
-        rec.duration.record(duration, mattrs)
+        if owned:  # else the other instrumentation records its own duration and token histograms
+            rec.duration.record(duration, mattrs)
         if req.stream and self.chunks:
             rec.ttfc.record(self.t_first - self.t0, mattrs)
             if self.chunks > 1:
                 rec.tpoc.record((self.t_last - self.t_first) / (self.chunks - 1), mattrs)
         if usage is not None:
-            rec.token_usage.record(usage.input, {**mattrs, sc.TOKEN_TYPE: "input"})
-            rec.token_usage.record(usage.output, {**mattrs, sc.TOKEN_TYPE: "output"})
+            if owned:
+                rec.token_usage.record(usage.input, {**mattrs, sc.TOKEN_TYPE: "input"})
+                rec.token_usage.record(usage.output, {**mattrs, sc.TOKEN_TYPE: "output"})
             if window:
                 rec.utilization.record(utilization, mattrs)
         if usage is not None or total_cost is not None:
