@@ -125,7 +125,8 @@ watching = False
 mode = SPANS  # of the active instrumentation, for warnings raised outside a call (span processor)
 _hooked = False
 _warned: set[tuple[str, str]] = set()
-_seen_scopes: set[str] = set()  # scopes of peer spans found current: looked at once each
+_seen_scopes: set[str] = set()
+_by_scope: dict[str, Peer | None] = {}  # scopes of peer spans found current: looked at once each
 _lock = threading.Lock()
 
 
@@ -134,10 +135,14 @@ def _in(module: str, prefixes: tuple[str, ...]) -> bool:
 
 
 def peer_of_scope(scope: str) -> Peer | None:
-    for peer in PEERS:
-        if _in(scope, peer.scopes):
-            return peer
-    return None
+    try:
+        return _by_scope[scope]
+    except KeyError:
+        pass
+    found = next((peer for peer in PEERS if _in(scope, peer.scopes)), None)
+    if len(_by_scope) < 256:  # scope names are few; the bound only guards against a generated one
+        _by_scope[scope] = found
+    return found
 
 
 def _instrumented(peer: Peer) -> bool:
@@ -173,13 +178,14 @@ def active_peers(library: str) -> list[Peer]:
     ]
 
 
-def warn(peer: Peer, client: str, mode: str) -> None:
-    """One line per (peer, client): the peer, what it means, the choices."""
+def warn(peer: Peer, client: str, mode: str, *, inside: bool = False) -> None:
+    """One line per (peer, client): the peer, what it means, the choices. `inside`: its span
+    started inside a call of ours (it wraps the client beneath us), where enrich cannot apply."""
     with _lock:
         if (peer.name, client) in _warned or (not peer.client and any(c == client for _, c in _warned)):
             return
         _warned.add((peer.name, client))
-    if mode == ENRICH:
+    if mode == ENRICH and not inside:
         log.info(
             "otel-llm-usage: %s (%s) also instruments %s; coexist='enrich': its spans carry this "
             "package's usage and cost, and this package opens no span of its own for those calls",
@@ -190,14 +196,24 @@ def warn(peer: Peer, client: str, mode: str) -> None:
         return
     log.warning(
         "otel-llm-usage: %s (%s) also instruments %s, so each call gets two CLIENT spans (its and "
-        "this package's; metrics and totals still count each call once). Choices: coexist='enrich' "
-        "(%s=enrich) puts this package's usage and cost on its spans and opens none; or disable one "
-        "of the two (OTEL_PYTHON_DISABLED_INSTRUMENTATIONS); or keep both (coexist='spans', the default)",
+        "this package's; this package's metrics and totals still count each call once). %s",
         peer.name,
         peer.distribution,
         client,
-        ENV,
+        _INSIDE if inside else _CHOICES,
     )
+
+
+_CHOICES = (
+    f"Choices: coexist='enrich' ({ENV}=enrich) puts this package's usage and cost on its spans and "
+    "opens none; or disable one of the two (OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=<entry point name> "
+    "under opentelemetry-instrument); or keep both (coexist='spans', the default). See docs/coexistence.md"
+)
+_INSIDE = (
+    "Its span starts inside this package's call (it wraps the client beneath this package's hook), "
+    "so coexist='enrich' cannot put the numbers on it and both spans stay; disable one of the two "
+    "to have one span. See docs/coexistence.md"
+)
 
 
 def check(library: str, mode: str) -> None:
@@ -269,16 +285,21 @@ def current_peer_span(provider: str, mode: str, start_attributes: dict[str, Any]
     return span
 
 
-def _first_sight(peer: Peer, provider: str, mode: str) -> None:
-    """Warn about the peer whose span a call of ours found current. A span of the shared GenAI
-    util's scope names no instrumentation: the instrumentors active now are named instead."""
+def _first_sight(peer: Peer, provider: str, mode: str, inside: bool = False) -> None:
+    """Warn about the peer whose span met a call of ours. A span of the shared GenAI util's scope
+    names no instrumentation: the instrumentors active now are named instead."""
     if not peer.client:
         named = [(p, library) for library in WATCHED for p in active_peers(library)]
         for known, library in named:
-            warn(known, library, mode)
+            warn(known, library, mode, inside=inside)
         if named:
             return
-    warn(peer, peer.client or provider, mode)
+    warn(peer, peer.client or provider, mode, inside=inside)
+
+
+def started_inside(peer: Peer, provider: str) -> None:
+    """A peer's LLM span started inside a call of ours (seen by the rollup's span processor)."""
+    _first_sight(peer, provider, mode, inside=True)
 
 
 def reset_warnings() -> None:

@@ -354,7 +354,9 @@ def test_opentelemetry_instrument_loads_both(tmp_path: Path, mode: str) -> None:
         "OTEL_LOGS_EXPORTER": "none",
         "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "",
         "OTEL_LLM_USAGE_COEXIST": mode,
-        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
+        ),
     }
     launcher = Path(sys.executable).with_name("opentelemetry-instrument")
     done = subprocess.run(
