@@ -146,7 +146,7 @@ def instrument(
     Uses the global tracer and meter providers unless others are given. Options (each also an
     environment variable, see README): capture_content, max_content_length, stream_usage,
     providers, frameworks, metric_attributes, endpoints, prices, rollups, budgets, budget_callback,
-    max_sessions, session_idle_seconds, prometheus_port.
+    max_sessions, session_idle_seconds, prometheus_port, coexist.
     """
     with _lock:
         inst = LLMUsageInstrumentor()  # BaseInstrumentor makes this the one instance

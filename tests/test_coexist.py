@@ -377,3 +377,38 @@ def test_opentelemetry_instrument_loads_both(tmp_path: Path, mode: str) -> None:
         assert len(spans) == 2 and warned == 1
     else:  # one span: the official instrumentation's, with our numbers on it
         assert len(spans) == 1 and warned == 0
+
+
+# --- an instrumentation this package does not know ---------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["spans", "enrich"])
+def test_unknown_instrumentations_client_span_counts_as_a_peer(
+    instrument_with: Any, openai_emulator: Any, caplog: pytest.LogCaptureFixture, mode: str
+) -> None:
+    """A hand-made GenAI CLIENT span around the call, from a scope of its own (not a known peer)."""
+    coexist.reset_warnings()
+    caplog.set_level(logging.INFO, logger="otel_llm_usage")
+    t = instrument_with(coexist=mode)
+    assert coexist.watching  # calls look at the current span: a known peer's module is imported here
+    tracer = t.tracer_provider.get_tracer("acme.llm")
+    c = client(openai_emulator)
+    for _ in range(2):
+        openai_emulator.push(GOLDEN)
+        with tracer.start_as_current_span(
+            "chat gpt-4o", kind=SpanKind.CLIENT, attributes={sc.OPERATION_NAME: "chat"}
+        ):
+            c.chat.completions.create(model="gpt-4o", messages=MSGS)
+    theirs = [s for s in client_spans(t) if scope(s) == "acme.llm"]
+    ours = [s for s in client_spans(t) if scope(s) == INSTRUMENTATION_NAME]
+    named = [r for r in caplog.records if "another instrumentation (acme.llm)" in r.getMessage()]
+    assert len(named) == 1
+    if mode == "spans":
+        assert len(theirs) == 2 and len(ours) == 2
+        assert all(sc.USAGE_COST not in attrs(s) for s in theirs)
+    else:
+        assert len(theirs) == 2 and ours == []
+        assert all(attrs(s)[sc.USAGE_COST] == pytest.approx(GOLDEN_COST) for s in theirs)
+    assert t.total(sc.METRIC_COST) == pytest.approx(2 * GOLDEN_COST)
+    assert otel_llm_usage.usage_summary().total.requests == 2
+    coexist.reset_warnings()
