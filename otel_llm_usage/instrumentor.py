@@ -61,7 +61,7 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 options.capture_content,
                 options.max_content_length,
                 options.metric_attributes,
-                options.coexist,
+                coexist=options.coexist,
             ),
         )
         self.recorder = recorder

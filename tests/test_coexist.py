@@ -313,9 +313,8 @@ def test_coexist_option_from_code_and_environment(
     monkeypatch.setenv("OTEL_LLM_USAGE_COEXIST", "both")
     with caplog.at_level(logging.WARNING, logger="otel_llm_usage"):
         assert Options.resolve({}).coexist == "spans"
-    assert [r.getMessage() for r in caplog.records] == [
-        "otel-llm-usage: OTEL_LLM_USAGE_COEXIST='both' is not 'spans' or 'enrich'; using 'spans'"
-    ]
+    [warned] = [r.getMessage() for r in caplog.records]
+    assert "OTEL_LLM_USAGE_COEXIST" in warned and "both" in warned and "enrich" in warned
 
 
 # --- the real entry point -----------------------------------------------------------------------
