@@ -125,8 +125,8 @@ watching = False
 mode = SPANS  # of the active instrumentation, for warnings raised outside a call (span processor)
 _hooked = False
 _warned: set[tuple[str, str]] = set()
-_seen_scopes: set[str] = set()
-_by_scope: dict[str, Peer | None] = {}  # scopes of peer spans found current: looked at once each
+_seen_scopes: set[tuple[str, bool]] = set()  # (scope, inside) of peer spans met: warned about once
+_by_scope: dict[str, Peer | None] = {}
 _lock = threading.Lock()
 
 
@@ -265,7 +265,7 @@ def foreign_llm_span(span: Any, attributes: Any) -> Peer | None:
 def current_peer_span(provider: str, mode: str, start_attributes: dict[str, Any]) -> Any:
     """Called as a call starts while `watching`: warns about a peer's span that is current. When
     `mode` is enrich and no call of ours enriched it yet, returns it, with our start attributes
-    added where it has none of its own (its request model, its provider name stay); else None."""
+    added where it has none of its own (what it set stays); else None."""
     span = trace.get_current_span()
     if not span.is_recording():
         return None
@@ -275,19 +275,21 @@ def current_peer_span(provider: str, mode: str, start_attributes: dict[str, Any]
     peer = foreign_llm_span(span, attributes)
     if peer is None:
         return None
-    scope = _scope_name(span)
-    if scope not in _seen_scopes:
-        _seen_scopes.add(scope)
-        _first_sight(peer, provider, mode)
+    _first_sight(span, peer, provider, mode)
     if mode != ENRICH or attributes.get(sc.LLM_CALL_MARK) is True:
         return None  # one span carries one call's numbers: a second call under it gets its own
     span.set_attributes({k: v for k, v in start_attributes.items() if k not in attributes})
     return span
 
 
-def _first_sight(peer: Peer, provider: str, mode: str, inside: bool = False) -> None:
-    """Warn about the peer whose span met a call of ours. A span of the shared GenAI util's scope
-    names no instrumentation: the instrumentors active now are named instead."""
+def _first_sight(span: Any, peer: Peer, provider: str, mode: str, inside: bool = False) -> None:
+    """Warn about the peer whose span met a call of ours, the first time its scope does. A span of
+    the shared GenAI util's scope names no instrumentation: the instrumentors active now are named
+    instead."""
+    seen = (_scope_name(span), inside)
+    if seen in _seen_scopes:
+        return
+    _seen_scopes.add(seen)
     if not peer.client:
         named = [(p, library) for library in WATCHED for p in active_peers(library)]
         for known, library in named:
@@ -297,9 +299,9 @@ def _first_sight(peer: Peer, provider: str, mode: str, inside: bool = False) -> 
     warn(peer, peer.client or provider, mode, inside=inside)
 
 
-def started_inside(peer: Peer, provider: str) -> None:
+def started_inside(span: Any, peer: Peer, provider: str) -> None:
     """A peer's LLM span started inside a call of ours (seen by the rollup's span processor)."""
-    _first_sight(peer, provider, mode, inside=True)
+    _first_sight(span, peer, provider, mode, inside=True)
 
 
 def reset_warnings() -> None:

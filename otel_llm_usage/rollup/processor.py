@@ -149,5 +149,5 @@ def _foreign_llm_call(span: SDKSpan, attrs: Any) -> bool:
     parent = trace.get_current_span()
     parent_attrs = getattr(parent, "attributes", None) or {}
     if parent_attrs.get(sc.LLM_CALL_MARK) is True:
-        coexist.started_inside(peer, str(parent_attrs.get(sc.PROVIDER_NAME, "")))
+        coexist.started_inside(span, peer, str(parent_attrs.get(sc.PROVIDER_NAME, "")))
     return True
