@@ -21,6 +21,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from . import semconv as sc
+from ._guard import report
 from .version import INSTRUMENTATION_NAME
 
 log = logging.getLogger("otel_llm_usage")
@@ -266,6 +267,14 @@ def current_peer_span(provider: str, mode: str, start_attributes: dict[str, Any]
     """Called as a call starts while `watching`: warns about a peer's span that is current. When
     `mode` is enrich and no call of ours enriched it yet, returns it, with our start attributes
     added where it has none of its own (what it set stays); else None."""
+    try:
+        return _peer_span(provider, mode, start_attributes)
+    except Exception as exc:  # the call goes on with a span of its own
+        report("coexist.current_peer_span", exc)
+        return None
+
+
+def _peer_span(provider: str, mode: str, start_attributes: dict[str, Any]) -> Any:
     span = trace.get_current_span()
     if not span.is_recording():
         return None

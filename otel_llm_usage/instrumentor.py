@@ -6,7 +6,6 @@ import importlib
 import importlib.util
 import logging
 import sys
-import threading
 from collections.abc import Collection
 from functools import partial
 from typing import Any
@@ -15,9 +14,10 @@ import wrapt
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from . import active, coexist, registry
+from . import _fork, active, coexist, content, registry
 from ._guard import report
-from .config import Options
+from ._supported import supported
+from .config import ENV_PROMETHEUS_PORT, Options
 from .pricing import Pricer
 from .recorder import Recorder, Settings
 from .rollup import Rollup
@@ -40,27 +40,39 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     _generation = 0
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        return ()  # every client library is optional; each is patched only when installed
+        # Every client library is optional and checked on its own when patched (_supported.py
+        # says why neither the required list nor `instruments-any` fits).
+        return ()
 
     def _instrument(self, **kwargs: Any) -> None:
         tracer_provider = kwargs.pop("tracer_provider", None)
         meter_provider = kwargs.pop("meter_provider", None)
+        logger_provider = kwargs.pop("logger_provider", None)  # for the content events
+        # Bad keyword values raise here (the caller's own code); bad environment values have
+        # already been warned about and replaced by defaults.
         options = Options.resolve(kwargs)
-        wanted = registry.selected(options.providers, options.frameworks)
         self.options = options
+        content.use_logger_provider(logger_provider)
         if options.prometheus_port is not None and meter_provider is None:
-            from .exporters import prometheus_meter_provider
+            meter_provider = _prometheus(options) or meter_provider
+        try:
+            self._start(options, tracer_provider, meter_provider)
+        except Exception as exc:  # from `opentelemetry-instrument` too: never stop the application
+            report("instrument", exc)
 
-            meter_provider = prometheus_meter_provider(options.prometheus_port)
+    def _start(self, options: Options, tracer_provider: Any, meter_provider: Any) -> None:
+        wanted = registry.selected(options.providers, options.frameworks)
         pricer = Pricer(options.prices)
         recorder = Recorder(
             tracer_provider,
             meter_provider,
             pricer,
             Settings(
-                options.capture_content,
+                options.captures_content,
                 options.max_content_length,
                 options.metric_attributes,
+                options.content_on_spans,
+                options.content_events,
                 coexist=options.coexist,
             ),
         )
@@ -90,6 +102,8 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _patch(self, provider: Any, generation: int) -> None:
         assert self.recorder is not None and self.options is not None
+        if not supported(provider.LIBRARY):
+            return
         patched = list(self._patched)
         for (module_name, attr), wrapper in provider.build_wrappers(self.recorder, self.options).items():
             module = importlib.import_module(module_name)
@@ -126,6 +140,20 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         self.recorder = None
 
 
+def _prometheus(options: Options) -> Any:
+    """The Prometheus meter provider, or None; a missing extra raises only when asked for in code."""
+    from .exporters import MissingExtraError, prometheus_meter_provider
+
+    assert options.prometheus_port is not None
+    try:
+        return prometheus_meter_provider(options.prometheus_port)
+    except MissingExtraError as exc:
+        if "prometheus_port" not in options.from_env:
+            raise
+        log.warning("otel-llm-usage: %s=%s ignored: %s", ENV_PROMETHEUS_PORT, options.prometheus_port, exc)
+        return None
+
+
 def _installed(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
@@ -133,7 +161,7 @@ def _installed(name: str) -> bool:
         return False
 
 
-_lock = threading.Lock()
+_lock = _fork.lock()
 
 
 def instrument(
@@ -143,10 +171,12 @@ def instrument(
 ) -> LLMUsageInstrumentor:
     """Patch every installed LLM client. Idempotent: a second call changes nothing.
 
-    Uses the global tracer and meter providers unless others are given. Options (each also an
-    environment variable, see README): capture_content, max_content_length, stream_usage,
-    providers, frameworks, metric_attributes, endpoints, prices, rollups, budgets, budget_callback,
-    max_sessions, session_idle_seconds, prometheus_port, coexist.
+    Uses the global tracer, meter and logger providers unless others are given (`logger_provider=`
+    receives the content events). Options, each also an environment variable (docs/configuration.md):
+    capture_content, max_content_length, stream_usage, providers, frameworks, metric_attributes,
+    endpoints, prices, rollups, budgets, budget_callback, max_sessions, session_idle_seconds,
+    prometheus_port, anthropic_native_spans, coexist. A bad keyword value raises ValueError naming it; a bad
+    environment value is one warning naming the variable, then the default.
     """
     with _lock:
         inst = LLMUsageInstrumentor()  # BaseInstrumentor makes this the one instance

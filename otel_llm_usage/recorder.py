@@ -6,7 +6,6 @@ recorder turns them into a CLIENT span with semantic-convention attributes and i
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,11 +15,12 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import coexist
+from . import coexist, content
 from . import semconv as sc
 from ._guard import report
+from ._redact import redact
 from .call_metrics import CallInstruments
-from .context import current_attribution
+from .context import current_attribution, without_private_baggage
 from .listener import CallListener, CallRefused, EndedCall
 from .pricing import Cost, Pricer
 from .usage import TokenUsage
@@ -61,16 +61,13 @@ class Settings:
     capture_content: bool = False
     max_content_length: int = 16384
     metric_attributes: tuple[str, ...] = ()
+    content_on_spans: bool = True  # with capture_content: messages as span attributes
+    content_events: bool = False  # with capture_content: the details event through the Logs API
     coexist: str = "spans"  # or "enrich": see coexist.py
 
 
 def error_type(exc: BaseException) -> str:
     return type(exc).__qualname__
-
-
-def _truncate_json(value: Any, limit: int) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-    return text if len(text) <= limit else text[:limit] + "…[truncated]"
 
 
 class Recorder:
@@ -140,15 +137,21 @@ class Recorder:
                     raise  # a spent budget: before any span or request
                 except Exception as exc:
                     report("recorder.call_starting", exc)
-        if self.settings.capture_content and req.input_messages is not None:
-            attrs[sc.INPUT_MESSAGES] = _truncate_json(req.input_messages, self.settings.max_content_length)
+        if (
+            self.settings.content_on_spans
+            and self.settings.capture_content
+            and req.input_messages is not None
+        ):
+            attrs[sc.INPUT_MESSAGES] = content.to_json(
+                content.input_messages(req.input_messages), self.settings.max_content_length
+            )
         start_ns = start_time_ns if start_time_ns is not None else time.time_ns()
-        span: trace.Span | None = None
-        if coexist.watching:  # another GenAI instrumentation is imported: is its span current?
-            try:
-                span = coexist.current_peer_span(req.provider, self.settings.coexist, attrs)
-            except Exception as exc:
-                report("recorder.coexist", exc)
+        # Another GenAI instrumentation is imported: is its span current (and ours to enrich)?
+        span = (
+            coexist.current_peer_span(req.provider, self.settings.coexist, attrs)
+            if coexist.watching
+            else None
+        )
         owned = span is None
         if span is None:
             name = f"{req.operation} {req.model}" if req.model else req.operation
@@ -204,9 +207,7 @@ class LLMCall:
         owned: bool = True,
     ) -> None:
         self._rec = rec
-        # False when the span is another instrumentation's (coexist="enrich"): it ends that span,
-        # sets its status and records the GenAI histograms; we only add our attributes.
-        self.owned = owned
+        self.owned = owned  # else another instrumentation's span (coexist="enrich"), which it ends
         self.req = req
         self.span = span
         self._mattrs = metric_attrs
@@ -222,9 +223,10 @@ class LLMCall:
         self._ctx_token: object | None = None
         self.end_time_ns: int | None = None  # set only for calls recorded after the fact
 
-    # The span is current while the request is sent, so HTTP-client spans nest beneath it.
+    # The span is current while the request is sent, so HTTP-client spans nest beneath it; the
+    # baggage loses its session and user ids, which must not reach the provider.
     def activate(self) -> None:
-        self._ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
+        self._ctx_token = otel_context.attach(without_private_baggage(trace.set_span_in_context(self.span)))
 
     def deactivate(self) -> None:
         if self._ctx_token is not None:
@@ -293,7 +295,7 @@ class LLMCall:
             attrs[sc.ERROR_TYPE] = etype
             mattrs[sc.ERROR_TYPE] = etype
             if self.owned:
-                span.set_status(Status(StatusCode.ERROR, message[:256] or etype))
+                span.set_status(Status(StatusCode.ERROR, redact(message) or etype))
         usage = res.usage
         cost: Cost | None = None
         window: int | None = None
@@ -317,7 +319,7 @@ class LLMCall:
             if usage.output_audio:
                 attrs[sc.USAGE_AUDIO_OUTPUT_TOKENS] = usage.output_audio
             model = req.price_model or res.response_model or req.model
-            price = rec.pricer.resolve(req.provider, model) if model else None
+            price = rec.pricer.resolve(req.provider, model, req.server_address) if model else None
             cost = price.cost(usage) if price is not None else None
             window = price.context_window if price is not None else None
             if window:
@@ -342,8 +344,13 @@ class LLMCall:
             attrs[sc.COST_SOURCE] = cost.source
         if total_cost is not None:
             attrs[sc.USAGE_COST] = total_cost
-        if rec.settings.capture_content and res.output_messages is not None:
-            attrs[sc.OUTPUT_MESSAGES] = _truncate_json(res.output_messages, rec.settings.max_content_length)
+        if rec.settings.capture_content and res.output_messages is not None and rec.settings.content_on_spans:
+            attrs[sc.OUTPUT_MESSAGES] = content.to_json(
+                content.output_messages(res.output_messages, res.finish_reasons),
+                rec.settings.max_content_length,
+            )
+        if rec.settings.content_events:
+            content.emit_event(span, content.event_attributes(req, attrs, res.output_messages))
         span.set_attributes(attrs)
         end_ns = self.end_time_ns or time.time_ns()
         owned = self.owned
