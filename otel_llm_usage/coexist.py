@@ -279,9 +279,7 @@ def _peer_span(provider: str, mode: str, start_attributes: dict[str, Any]) -> An
     if not span.is_recording():
         return None
     attributes = getattr(span, "attributes", None) or {}
-    if attributes.get(sc.LLM_CALL_MARK) is True and _scope_name(span) == INSTRUMENTATION_NAME:
-        return None
-    peer = foreign_llm_span(span, attributes)
+    peer = foreign_llm_span(span, attributes)  # None for our own span (a nested call's parent)
     if peer is None:
         return None
     _first_sight(span, peer, provider, mode)
