@@ -223,6 +223,47 @@ def check(library: str, mode: str) -> None:
         warn(peer, library, mode)
 
 
+def bypasses(owner: type, method: str, original: Any, ours: Any) -> list[tuple[str, str]]:
+    """(subclass, wrapper module) of each wrapper on a subclass's own `method` that holds
+    `original`, the method as it was before this package patched `owner`: calls through that
+    subclass skip our hook. (OpenInference wraps `OpenAI.request`: done before `instrument()`, it
+    captured the unpatched `SyncAPIClient.request`.)"""
+    found: list[tuple[str, str]] = []
+    todo: list[type] = list(owner.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        value = cls.__dict__.get(method)
+        module = str(getattr(getattr(value, "_self_wrapper", None), "__module__", "") or "")
+        for _ in range(8):  # down the chain of wrappers to what it finally calls
+            if value is ours or value is None:
+                break
+            if value is original:
+                found.append((cls.__qualname__, module))
+                break
+            value = getattr(value, "__wrapped__", None)
+    return found
+
+
+def warn_bypass(owner: type, method: str, original: Any, ours: Any) -> None:
+    for cls, module in bypasses(owner, method, original, ours):
+        with _lock:
+            if (cls, method) in _warned:
+                continue
+            _warned.add((cls, method))
+        log.warning(
+            "otel-llm-usage: %s.%s was wrapped (by %s) before this package patched %s.%s, so calls "
+            "of %s clients are not recorded. Call otel_llm_usage.instrument() before instrumenting "
+            "with that package. See docs/coexistence.md",
+            cls,
+            method,
+            module or "another package",
+            owner.__qualname__,
+            method,
+            cls,
+        )
+
+
 def _peer_imported(_module: Any) -> None:
     global watching
     watching = True

@@ -115,6 +115,10 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 continue
             wrapt.wrap_function_wrapper(owner, method, wrapper)
             patched.append((owner, method, original, owner.__dict__.get(method)))
+            try:
+                coexist.warn_bypass(owner, method, original, owner.__dict__.get(method))
+            except Exception as exc:
+                report("coexist.bypass", exc)
         self._patched = tuple(patched)
         try:
             coexist.check(provider.LIBRARY, self.options.coexist)

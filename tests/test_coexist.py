@@ -21,6 +21,7 @@ from typing import Any
 
 import openai
 import pytest
+import wrapt
 from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -411,3 +412,43 @@ def test_unknown_instrumentations_client_span_counts_as_a_peer(
     assert t.total(sc.METRIC_COST) == pytest.approx(2 * GOLDEN_COST)
     assert otel_llm_usage.usage_summary().total.requests == 2
     coexist.reset_warnings()
+
+
+# --- a wrapper that holds the method as it was before this package patched it -------------------
+
+
+def test_a_subclass_wrapper_holding_the_unpatched_request_is_named(
+    instrument_with: Any, openai_emulator: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As OpenInference wraps `OpenAI.request`: done first, it captured the unpatched
+    `SyncAPIClient.request`, so calls of `OpenAI` clients never reach our hook. Said, not hidden."""
+
+    def passthrough(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        return wrapped(*args, **kwargs)
+
+    coexist.reset_warnings()
+    caplog.set_level(logging.WARNING, logger="otel_llm_usage")
+    wrapt.wrap_function_wrapper(openai, "OpenAI.request", passthrough)
+    try:
+        t = instrument_with()
+        [warned] = [r.getMessage() for r in caplog.records if "OpenAI.request was wrapped" in r.getMessage()]
+        assert "by tests.test_coexist" in warned and "SyncAPIClient.request" in warned
+        assert "AsyncOpenAI" not in warned  # its request is not wrapped
+        openai_emulator.push(GOLDEN)
+        client(openai_emulator).chat.completions.create(model="gpt-4o", messages=MSGS)
+        assert t.llm_spans() == []  # what the warning says
+        asyncio.run(aclient(openai_emulator).chat.completions.create(model="gpt-4o", messages=MSGS))
+        assert len(t.llm_spans()) == 1  # AsyncOpenAI still reaches the hook
+    finally:
+        otel_llm_usage.uninstrument()
+        del openai.OpenAI.request
+        coexist.reset_warnings()
+
+
+def test_no_bypass_is_reported_for_the_sdks_own_classes(
+    instrument_with: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    coexist.reset_warnings()
+    caplog.set_level(logging.WARNING, logger="otel_llm_usage")
+    instrument_with()
+    assert not [r for r in caplog.records if "was wrapped" in r.getMessage()]
