@@ -179,8 +179,9 @@ def instrument(
     receives the content events). Options, each also an environment variable (docs/configuration.md):
     capture_content, max_content_length, stream_usage, providers, frameworks, metric_attributes,
     endpoints, prices, rollups, budgets, budget_callback, max_sessions, session_idle_seconds,
-    prometheus_port, anthropic_native_spans, coexist. A bad keyword value raises ValueError naming it; a bad
-    environment value is one warning naming the variable, then the default.
+    max_call_records, prometheus_port, anthropic_native_spans, coexist. A bad keyword value
+    raises ValueError naming it; a bad environment value is one warning naming the variable, then the
+    default.
     """
     with _lock:
         inst = LLMUsageInstrumentor()  # BaseInstrumentor makes this the one instance
