@@ -11,7 +11,16 @@ from .pricing import ModelPrice
 from .repricing import reload_prices, set_prices
 from .rollup import Run
 from .rollup.calls import CallLog, CallRecord
-from .runs import close_session, current_run, run, session, session_calls, session_usage, usage_summary
+from .runs import (
+    close_session,
+    current_run,
+    reset_usage,
+    run,
+    session,
+    session_calls,
+    session_usage,
+    usage_summary,
+)
 from .summary import UsageRow, UsageSummary
 from .usage import TokenUsage, Usage
 from .version import __version__
@@ -35,6 +44,7 @@ __all__ = [
     "instrument",
     "record_call",
     "reload_prices",
+    "reset_usage",
     "run",
     "session",
     "session_calls",

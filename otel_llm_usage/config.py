@@ -49,6 +49,8 @@ ENV_MAX_CALL_RECORDS = "OTEL_LLM_USAGE_MAX_CALL_RECORDS"
 ENV_ANTHROPIC_NATIVE_SPANS = "OTEL_LLM_USAGE_ANTHROPIC_NATIVE_SPANS"
 STREAM_USAGE_MODES = ("off", "known", "always")
 ANTHROPIC_NATIVE_SPANS_MODES = ("suppress", "keep")
+ENV_COEXIST = "OTEL_LLM_USAGE_COEXIST"
+COEXIST_MODES = ("spans", "enrich")
 DEFAULT_MAX_CALL_RECORDS = 1000  # per-call entries kept per run and per session
 
 
@@ -149,6 +151,7 @@ SPECS: tuple[Spec, ...] = (
         parse_choice(ANTHROPIC_NATIVE_SPANS_MODES),
         "suppress",
     ),
+    Spec("coexist", ENV_COEXIST, parse_choice(COEXIST_MODES), "spans"),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
@@ -236,6 +239,9 @@ class Options:
     # The anthropic SDK's own span of a recorded call: "suppress" it (one span per call) or "keep"
     # it as a child of ours.
     anthropic_native_spans: str = "suppress"
+    # Beside another GenAI instrumentation of the same client: "spans" (both spans) or "enrich"
+    # (our usage and cost on its span, none of ours). See docs/coexistence.md.
+    coexist: str = "spans"
     # Derived, not options of their own: whether content goes on spans and into events.
     content_on_spans: bool = False
     content_events: bool = False

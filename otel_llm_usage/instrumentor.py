@@ -14,7 +14,7 @@ import wrapt
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from . import _fork, active, content, registry
+from . import _fork, active, coexist, content, registry
 from ._guard import report
 from ._supported import supported
 from .config import ENV_PROMETHEUS_PORT, Options
@@ -68,6 +68,7 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if options.rollups:
             self.rollup = install_rollup(recorder, options, tracer_provider, meter_provider)
         active.install(active.Installation(recorder, self.rollup))
+        coexist.watch(options.coexist)
         self._patched = ()
         self._generation += 1
         for module_name in wanted.values():
@@ -102,7 +103,15 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 continue
             wrapt.wrap_function_wrapper(owner, method, wrapper)
             patched.append((owner, method, original, owner.__dict__.get(method)))
+            try:
+                coexist.warn_bypass(owner, method, original, owner.__dict__.get(method))
+            except Exception as exc:
+                report("coexist.bypass", exc)
         self._patched = tuple(patched)
+        try:
+            coexist.check(provider.LIBRARY, self.options.coexist)
+        except Exception as exc:
+            report("coexist.check", exc)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         self._generation += 1  # import hooks registered before now do nothing
@@ -158,8 +167,8 @@ def instrument(
     receives the content events). Options, each also an environment variable (docs/configuration.md):
     capture_content, max_content_length, stream_usage, providers, frameworks, metric_attributes,
     endpoints, prices, rollups, budgets, budget_callback, max_sessions, session_idle_seconds,
-    max_call_records, prometheus_port, anthropic_native_spans. A bad keyword value raises
-    ValueError naming it; a bad environment value is one warning naming the variable, then the
+    max_call_records, prometheus_port, anthropic_native_spans, coexist. A bad keyword value
+    raises ValueError naming it; a bad environment value is one warning naming the variable, then the
     default.
     """
     with _lock:

@@ -136,9 +136,12 @@ def _request(
 class ManualCall:
     """Times a call made inside `with record_call(model=..., provider=...) as call:`."""
 
-    def __init__(self, req: CallRequest, agent: str | None, cost_usd: float | None) -> None:
+    def __init__(
+        self, req: CallRequest, agent: str | None, cost_usd: float | None, tenant_id: str | None = None
+    ) -> None:
         self._req = req
         self._agent = agent
+        self._tenant_id = tenant_id
         self._cost = cost_usd
         self._usage: TokenUsage | None = None
         self._response_model: str | None = None
@@ -167,7 +170,7 @@ class ManualCall:
         rec = _recorder()
         if not is_instrumentation_enabled():  # suppress_instrumentation(): time nothing, record nothing
             return self
-        token = _enter_agent(self._agent)
+        token = _enter_agent(self._agent, self._tenant_id)
         try:
             self._call = rec.start(self._req)
         except BaseException:
@@ -202,14 +205,29 @@ def _cost(value: object) -> float:
     return cost
 
 
-def _enter_agent(agent: str | None) -> Any:
-    if agent is None:
+def _enter_agent(agent: str | None, tenant_id: str | None = None) -> Any:
+    """The attribution of the recorded call: its own agent and tenant over the enclosing ones."""
+    if agent is None and tenant_id is None:
         return None
     from dataclasses import replace
 
     from .context import current_attribution
 
-    return current_attribution.set(replace(current_attribution.get(), agent=agent))
+    current = current_attribution.get()
+    changes: dict[str, Any] = {}
+    if agent is not None:
+        changes["agent"] = agent
+    if tenant_id is not None:
+        changes["attributes"] = {**current.attributes, sc.TENANT_ID: tenant_id}
+    return current_attribution.set(replace(current, **changes))
+
+
+def _tenant(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"tenant_id must be a non-empty string, not {value!r}")
+    return value
 
 
 def _exit_agent(token: Any) -> None:
@@ -225,13 +243,14 @@ def record_call(
     cache_write_tokens: int = ..., reasoning_tokens: int = ..., agent: str | None = ..., operation: str = ...,
     duration_s: float | None = ..., time_to_first_chunk_s: float | None = ..., cost_usd: float | None = ...,
     error_type: str | None = ..., attributes: dict[str, Any] | None = ..., response_model: str | None = ...,
+    tenant_id: str | None = ...,
 ) -> None: ...  # fmt: skip
 
 
 @overload
 def record_call(
     *, model: str, provider: str, agent: str | None = ..., operation: str = ...,
-    cost_usd: float | None = ..., attributes: dict[str, Any] | None = ...,
+    cost_usd: float | None = ..., attributes: dict[str, Any] | None = ..., tenant_id: str | None = ...,
 ) -> ManualCall: ...  # fmt: skip
 
 
@@ -252,6 +271,7 @@ def record_call(
     error_type: str | None = None,
     attributes: dict[str, Any] | None = None,
     response_model: str | None = None,
+    tenant_id: str | None = None,
 ) -> ManualCall | None:
     """Record one LLM call made outside any patched library.
 
@@ -259,7 +279,8 @@ def record_call(
     `duration_s`). Without them, returns a context manager that times the block:
     `with record_call(model=..., provider=...) as call: ...; call.set_usage(...)`.
     `input_tokens` is the total input INCLUDING cache reads and writes, as in the semantic
-    conventions; `output_tokens` includes reasoning.
+    conventions; `output_tokens` includes reasoning. `tenant_id` puts the call on that tenant
+    (attribute `tenant.id`), over an enclosing `session()`'s or `run()`'s.
 
     Recorded now, the call is counted first; then, if a `raise` budget of its run, session or the
     process is over its limit, `BudgetExceeded` is raised (the context-manager form is refused at
@@ -267,13 +288,14 @@ def record_call(
     """
     req = _request(model, provider, operation, attributes)
     cost = _cost(cost_usd) if cost_usd is not None else None
+    tenant = _tenant(tenant_id)
     if input_tokens is None and output_tokens is None:
         for name, value in (("duration_s", duration_s), ("time_to_first_chunk_s", time_to_first_chunk_s)):
             if value is not None:
                 raise ValueError(
                     f"{name} is measured by the context manager; give it only with the token counts"
                 )
-        return ManualCall(req, agent, cost)
+        return ManualCall(req, agent, cost, tenant)
     if input_tokens is None or output_tokens is None:
         raise ValueError("input_tokens and output_tokens must be given together")
     tokens = ledger(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
@@ -287,7 +309,7 @@ def record_call(
     if not is_instrumentation_enabled():  # inside suppress_instrumentation(): validated, not recorded
         return None
     req.stream = ttfc is not None
-    token = _enter_agent(agent)
+    token = _enter_agent(agent, tenant)
     refusal = None
     try:
         end_ns = time.time_ns()

@@ -15,7 +15,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import content
+from . import coexist, content
 from . import semconv as sc
 from ._guard import report
 from ._redact import redact
@@ -136,13 +136,21 @@ class Recorder:
             attrs[sc.INPUT_MESSAGES] = content.to_json(
                 content.input_messages(req.input_messages), self.options.max_content_length
             )
-        name = f"{req.operation} {req.model}" if req.model else req.operation
         start_ns = start_time_ns if start_time_ns is not None else time.time_ns()
-        try:
-            span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, start_time=start_ns)
-        except Exception as exc:  # a user's sampler or span processor: the call still counts
-            report("recorder.start_span", exc)
-            span = trace.INVALID_SPAN
+        # Another GenAI instrumentation is imported: is its span current (and ours to enrich)?
+        span = (
+            coexist.current_peer_span(req.provider, self.options.coexist, attrs) if coexist.watching else None
+        )
+        owned = span is None
+        if span is None:
+            name = f"{req.operation} {req.model}" if req.model else req.operation
+            try:
+                span = self.tracer.start_span(
+                    name, kind=SpanKind.CLIENT, attributes=attrs, start_time=start_ns
+                )
+            except Exception as exc:  # a user's sampler or span processor: the call still counts
+                report("recorder.start_span", exc)
+                span = trace.INVALID_SPAN
         metric_attrs: dict[str, Any] = {sc.OPERATION_NAME: req.operation, sc.PROVIDER_NAME: req.provider}
         if req.model:
             metric_attrs[sc.REQUEST_MODEL] = req.model
@@ -151,7 +159,7 @@ class Recorder:
         for key in self.options.metric_attributes:
             if key in attrs:
                 metric_attrs[key] = attrs[key]
-        return LLMCall(self, req, span, metric_attrs, start_ns, attrs, listened)
+        return LLMCall(self, req, span, metric_attrs, start_ns, attrs, listened, owned)
 
 
 class LLMCall:
@@ -167,6 +175,7 @@ class LLMCall:
         "chunks",
         "done",
         "end_time_ns",
+        "owned",
         "req",
         "span",
         "start_ns",
@@ -184,8 +193,10 @@ class LLMCall:
         start_ns: int,
         attrs: dict[str, Any],
         listened: list[tuple[CallListener, object]] | None,
+        owned: bool = True,
     ) -> None:
         self._rec = rec
+        self.owned = owned  # else another instrumentation's span (coexist="enrich"), which it ends
         self.req = req
         self.span = span
         self._mattrs = metric_attrs
@@ -243,7 +254,7 @@ class LLMCall:
             self._end_quietly()
 
     def _end_quietly(self) -> None:
-        if self._ended:
+        if self._ended or not self.owned:
             return
         self._ended = True
         try:
@@ -272,7 +283,8 @@ class LLMCall:
         if etype is not None:
             attrs[sc.ERROR_TYPE] = etype
             mattrs[sc.ERROR_TYPE] = etype
-            span.set_status(Status(StatusCode.ERROR, redact(message) or etype))
+            if self.owned:
+                span.set_status(Status(StatusCode.ERROR, redact(message) or etype))
         usage = res.usage
         cost: Cost | None = None
         window: int | None = None
@@ -330,21 +342,25 @@ class LLMCall:
             content.emit_event(span, content.event_attributes(req, attrs, res.output_messages))
         span.set_attributes(attrs)
         end_ns = self.end_time_ns or time.time_ns()
+        owned = self.owned
         self._ended = True  # a span processor raising in `end` must not make us end it twice
-        try:
-            span.end(end_time=end_ns)
-        except Exception as exc:
-            report("recorder.span_end", exc)
+        if owned:
+            try:
+                span.end(end_time=end_ns)
+            except Exception as exc:
+                report("recorder.span_end", exc)
         if self._listened:
             self._notify_end(res, usage, total_cost, etype, end_ns, utilization if window else None)
-        rec.duration.record(duration, mattrs)
+        if owned:  # else the other instrumentation records its own duration and token histograms
+            rec.duration.record(duration, mattrs)
         if req.stream and self.chunks:
             rec.ttfc.record(self.t_first - self.t0, mattrs)
             if self.chunks > 1:
                 rec.tpoc.record((self.t_last - self.t_first) / (self.chunks - 1), mattrs)
         if usage is not None:
-            rec.token_usage.record(usage.input, {**mattrs, sc.TOKEN_TYPE: "input"})
-            rec.token_usage.record(usage.output, {**mattrs, sc.TOKEN_TYPE: "output"})
+            if owned:
+                rec.token_usage.record(usage.input, {**mattrs, sc.TOKEN_TYPE: "input"})
+                rec.token_usage.record(usage.output, {**mattrs, sc.TOKEN_TYPE: "output"})
             if window:
                 rec.utilization.record(utilization, mattrs)
         if usage is not None or total_cost is not None:

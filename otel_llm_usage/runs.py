@@ -1,6 +1,6 @@
 """Sessions and runs: what the LLM calls made inside them belong to, and what they cost.
 
-    with session("conv-42", user_id="u-7", attributes={"tenant.id": "acme"}):
+    with session("conv-42", user_id="u-7", tenant_id="acme"):
         with run("planner") as r:
             client.chat.completions.create(...)
         print(r.usage.cost_usd)
@@ -43,6 +43,7 @@ __all__ = [
     "UsageSummary",
     "close_session",
     "current_run",
+    "reset_usage",
     "run",
     "session",
     "session_calls",
@@ -60,6 +61,21 @@ def _check_id(value: object, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"{what} must be a non-empty string, not {value!r}")
     return value
+
+
+def _with_tenant(attributes: Attributes | None, tenant_id: str | None) -> dict[str, Any]:
+    """The block's attributes, with `tenant.id` from `tenant_id`: one attribute, so spans, metric
+    labels (when opted in) and nested blocks all see the tenant the same way."""
+    out = dict(attributes or {})
+    if tenant_id is not None:
+        _check_id(tenant_id, "tenant_id")
+        given = out.get(sc.TENANT_ID, tenant_id)
+        if given != tenant_id:
+            raise ValueError(
+                f"tenant_id {tenant_id!r} and attributes[{sc.TENANT_ID!r}] {given!r} disagree; give one"
+            )
+        out[sc.TENANT_ID] = tenant_id
+    return out
 
 
 def _budgets(budgets: Iterable[Budget]) -> tuple[Budget, ...]:
@@ -152,6 +168,7 @@ def session(
     session_id: str,
     *,
     user_id: str | None = None,
+    tenant_id: str | None = None,
     budgets: Iterable[Budget] = (),
     attributes: Attributes | None = None,
     propagate: bool | None = None,
@@ -160,7 +177,8 @@ def session(
 
     LLM-call and run spans get `gen_ai.conversation.id` and `session.id` (other spans
     `session.id`), plus `user.id` when given and `attributes` (e.g. `{"tenant.id": "acme"}`,
-    names used as given) on run and LLM-call spans.
+    names used as given) on run and LLM-call spans. `tenant_id` is the attribute `tenant.id`:
+    every call inside counts for that tenant (`usage_summary().by_tenant`, `Budget(scope="tenant")`).
 
     The id stays in the process unless `propagate=True` (or `OTEL_LLM_USAGE_PROPAGATE_SESSION=true`):
     then it also travels in W3C baggage (`session.id`) to the application's own services, so one
@@ -176,7 +194,7 @@ def session(
         _check_id(session_id, "session_id"),
         _check_id(user_id, "user_id") if user_id is not None else None,
         _budgets(budgets),
-        dict(attributes or {}),
+        _with_tenant(attributes, tenant_id),
         _check_flag(propagate, "propagate"),
     )
 
@@ -366,6 +384,7 @@ def run(
     *,
     agent: str | None = None,
     session_id: str | None = None,
+    tenant_id: str | None = None,
     budgets: Iterable[Budget] = (),
     attributes: Attributes | None = None,
 ) -> RunBlock:
@@ -384,7 +403,7 @@ def run(
         _check_id(agent, "agent") if agent is not None else None,
         _check_id(session_id, "session_id") if session_id is not None else None,
         _budgets(budgets),
-        dict(attributes or {}),
+        _with_tenant(attributes, tenant_id),
     )
 
 
@@ -420,6 +439,21 @@ def close_session(session_id: str) -> bool:
 
 
 def usage_summary() -> UsageSummary:
-    """Totals of this process since `instrument()`, by agent, by model and by held session."""
+    """Totals of this process since `instrument()` (or `reset_usage()`): by agent, by model, by
+    held session, by tenant and by provider."""
     rollup = active.current_rollup()
     return rollup.summary() if rollup is not None else UsageSummary.empty()
+
+
+def reset_usage() -> None:
+    """Start the in-process totals again: the process's, its agents', tenants' and providers' (what
+    `usage_summary()` shows), and the sessions' (each held session is closed as by
+    `close_session()`; a later call on its id starts a new ledger).
+
+    The exported counters (`llm_usage.cost`, `llm_usage.tokens`, ...) are not reset: they stay
+    monotonic, as Prometheus expects. Runs still open keep their totals. A process budget counts
+    from zero again and is reported again when next exceeded. For tests and long-lived notebooks.
+    """
+    rollup = active.current_rollup()
+    if rollup is not None:
+        rollup.reset()

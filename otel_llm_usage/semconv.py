@@ -50,6 +50,9 @@ SERVER_PORT: Final = _server.SERVER_PORT
 ERROR_TYPE: Final = _error.ERROR_TYPE
 SESSION_ID: Final = _session.SESSION_ID
 USER_ID: Final = _user.USER_ID
+# Not in the semantic conventions: the customer of a multi-tenant application (`tenant_id=`), the
+# name used by OpenTelemetry's own multi-tenancy examples and most backends' tenant filters.
+TENANT_ID: Final = "tenant.id"
 # Not in the semantic conventions (checked up to 0.66b2, v1.44): the cost of one call in USD.
 USAGE_COST: Final = "gen_ai.usage.cost"
 

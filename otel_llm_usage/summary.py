@@ -117,26 +117,39 @@ def _rows(items: Iterable[tuple[str, Usage]]) -> tuple[UsageRow, ...]:
 
 @dataclass(frozen=True, slots=True)
 class UsageSummary:
-    """Process totals and breakdowns by agent, by model and by session (the sessions still held).
+    """Process totals and breakdowns by agent, by model, by session (the sessions still held), by
+    tenant and by provider (`gen_ai.provider.name`).
 
     Breakdowns are sorted by cost, highest first. Calls outside any named agent appear in no
-    agent row; calls outside any session in no session row. `by_model` is keyed by the model the
-    caller asked for, so a model's failed calls and its calls answered by a dated version are one
-    row. `to_dict()` and `from_dict()` round-trip.
+    agent row; calls outside any session in no session row; calls of no tenant in no tenant row.
+    Agents, tenants and providers past their cap are summed into an `_other` row. `by_model` is
+    keyed by the model the caller asked for, so a model's failed calls and its calls answered by a
+    dated version are one row. `to_dict()` and `from_dict()` round-trip.
     """
 
     total: UsageRow
     by_agent: tuple[UsageRow, ...] = ()
     by_model: tuple[UsageRow, ...] = ()
     by_session: tuple[UsageRow, ...] = ()
+    by_tenant: tuple[UsageRow, ...] = ()
+    by_provider: tuple[UsageRow, ...] = ()
 
     @classmethod
-    def build(cls, total: Usage, agents: Mapping[str, Usage], sessions: Mapping[str, Usage]) -> UsageSummary:
+    def build(
+        cls,
+        total: Usage,
+        agents: Mapping[str, Usage],
+        sessions: Mapping[str, Usage],
+        tenants: Mapping[str, Usage] | None = None,
+        providers: Mapping[str, Usage] | None = None,
+    ) -> UsageSummary:
         return cls(
             total=UsageRow.of("total", total),
             by_agent=_rows(agents.items()),
             by_model=_rows(total.by_model.items()),
             by_session=_rows(sessions.items()),
+            by_tenant=_rows((tenants or {}).items()),
+            by_provider=_rows((providers or {}).items()),
         )
 
     @classmethod
@@ -168,7 +181,10 @@ class UsageSummary:
             ("by agent", self.by_agent),
             ("by model", self.by_model),
             ("by session", self.by_session),
+            ("by provider", self.by_provider),
         ]
+        if self.by_tenant:  # an application without tenants gets no empty section
+            sections.append(("by tenant", self.by_tenant))
         audio = self.total.audio_input_tokens or self.total.audio_output_tokens
         columns = [(key, label) for key, label in _COLUMNS if audio or key not in _AUDIO]
         lines: list[tuple[str, list[str]] | str] = []

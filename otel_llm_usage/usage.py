@@ -22,6 +22,12 @@ MAX_MODELS = 1000
 OVERFLOW_ROW = "_other"
 # Response models listed per row; a request model resolving to more than this is a misconfiguration.
 MAX_RESPONSE_MODELS = 16
+# Per-agent rows one run's or session's `Usage` keeps, and per-provider rows of the process's; later
+# names are summed into the same `_other` row. The names come from frameworks and users' code
+# (`record_call()`), so a ledger must not grow with them.
+MAX_AGENT_ROWS = 1000
+MAX_PROVIDER_ROWS = 100
+OTHER_ROW = OVERFLOW_ROW
 
 _TOTAL_FIELDS = (
     "requests",
@@ -72,6 +78,11 @@ class Usage:
     when the request named none), each row listing in `response_models` the models the responses
     named. At most `MAX_MODELS` rows; later models are summed into the `_other` row, whose
     `folded_models` counts the distinct names folded in. Thread-safe to update through `add_call`.
+
+    `by_agent` breaks a run's or a session's totals down by the agent that made each call (calls of
+    no agent are in no row; past `MAX_AGENT_ROWS` agents, later ones are summed into `_other`); the
+    process keeps its agents in `usage_summary().by_agent` instead, and breaks its totals down by
+    provider (`gen_ai.provider.name`) in `by_provider`.
     """
 
     requests: int = 0
@@ -93,6 +104,8 @@ class Usage:
     response_models: tuple[str, ...] = ()
     folded_models: int = 0
     _folded: set[str] | None = field(default=None, repr=False, compare=False)
+    by_agent: dict[str, Usage] = field(default_factory=dict)
+    by_provider: dict[str, Usage] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=_fork.lock, repr=False, compare=False)
 
     def add_call(
@@ -104,6 +117,8 @@ class Usage:
         *,
         per_model: bool = True,
         response_model: str | None = None,
+        agent: str | None = None,
+        provider: str | None = None,
     ) -> None:
         """Add one finished call. `model` is the model the caller asked for; `response_model` the
         one the response named, listed in the model's row."""
@@ -117,13 +132,24 @@ class Usage:
                 sub._add(tokens, cost_usd, error)
                 if response_model is not None and response_model not in sub.response_models:
                     sub._list_response_model(response_model)
+            arow: Usage | None = None
+            if agent:
+                arow = self.by_agent.get(agent)
+                if arow is None:
+                    arow = _new_row(self.by_agent, agent, MAX_AGENT_ROWS)
+                arow._add(tokens, cost_usd, error)
+            prow: Usage | None = None
+            if provider:
+                prow = self.by_provider.get(provider)
+                if prow is None:
+                    prow = _new_row(self.by_provider, provider, MAX_PROVIDER_ROWS)
+                prow._add(tokens, cost_usd, error)
             # Checked once here rather than in each _add: most calls carry no audio.
             if tokens is not None and (tokens.input_audio or tokens.output_audio):
-                self.audio_input_tokens += tokens.input_audio
-                self.audio_output_tokens += tokens.output_audio
-                if sub is not None:
-                    sub.audio_input_tokens += tokens.input_audio
-                    sub.audio_output_tokens += tokens.output_audio
+                for row in (self, sub, arow, prow):
+                    if row is not None:
+                        row.audio_input_tokens += tokens.input_audio
+                        row.audio_output_tokens += tokens.output_audio
 
     def _list_response_model(self, name: str) -> None:
         if len(self.response_models) < MAX_RESPONSE_MODELS and not self.folded_models:
@@ -192,6 +218,10 @@ class Usage:
                 else:
                     rows[model] = (mine if mine is not None else theirs or Usage()).snapshot()
         out.by_model = _capped(rows)
+        for agent in self.by_agent.keys() | other.by_agent.keys():
+            out.by_agent[agent] = self.by_agent.get(agent, Usage()) + other.by_agent.get(agent, Usage())
+        for name in self.by_provider.keys() | other.by_provider.keys():
+            out.by_provider[name] = self.by_provider.get(name, Usage()) + other.by_provider.get(name, Usage())
         return out
 
     def snapshot(self) -> Usage:
@@ -200,6 +230,10 @@ class Usage:
             out = Usage(**{name: getattr(self, name) for name in _TOTAL_FIELDS})
             out.response_models = self.response_models
             out.by_model = {m: u.snapshot() for m, u in self.by_model.items()}
+            if self.by_agent:
+                out.by_agent = {a: u.snapshot() for a, u in self.by_agent.items()}
+            if self.by_provider:
+                out.by_provider = {p: u.snapshot() for p, u in self.by_provider.items()}
             return out
 
     @property
@@ -265,6 +299,10 @@ class Usage:
             out["response_models"] = list(self.response_models)
         if self.by_model:
             out["by_model"] = {m: u.to_dict() for m, u in sorted(self.by_model.items())}
+        if self.by_agent:
+            out["by_agent"] = {a: u.to_dict() for a, u in sorted(self.by_agent.items())}
+        if self.by_provider:
+            out["by_provider"] = {p: u.to_dict() for p, u in sorted(self.by_provider.items())}
         return out
 
     @classmethod
@@ -273,6 +311,8 @@ class Usage:
         out = cls(**{name: data[name] for name in _TOTAL_FIELDS if name in data})
         out.response_models = tuple(data.get("response_models", ()))
         out.by_model = {m: cls.from_dict(u) for m, u in data.get("by_model", {}).items()}
+        out.by_agent = {a: cls.from_dict(u) for a, u in data.get("by_agent", {}).items()}
+        out.by_provider = {p: cls.from_dict(u) for p, u in data.get("by_provider", {}).items()}
         return out
 
 
@@ -299,3 +339,12 @@ def _capped(rows: dict[str, Usage]) -> dict[str, Usage]:
     other.response_models = ()
     kept[OVERFLOW_ROW] = other
     return kept
+
+
+def _new_row(rows: dict[str, Usage], name: str, cap: int) -> Usage:
+    """The row for a name not seen yet (caller holds the lock): its own, or `_other` past `cap`."""
+    key = name if len(rows) < cap else OTHER_ROW
+    row = rows.get(key)
+    if row is None:
+        row = rows[key] = Usage()
+    return row

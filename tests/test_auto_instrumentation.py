@@ -49,7 +49,8 @@ def test_zero_code_instrumentation_via_entry_point(tmp_path: Path) -> None:
         obj, end = decoder.raw_decode(text)
         spans.append(obj)
         text = text[end:].strip()
-    llm = [s for s in spans if s["name"] == "chat gpt-4o"]
+    # Ours: another instrumentation of openai in the environment (openai-v2) names its span alike.
+    llm = [s for s in spans if s["name"] == "chat gpt-4o" and s["attributes"].get("llm_usage.call")]
     assert len(llm) == 1
     assert llm[0]["attributes"]["gen_ai.usage.cost"] == 0.00725
     assert llm[0]["attributes"]["gen_ai.usage.cache_read.input_tokens"] == 200

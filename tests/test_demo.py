@@ -40,6 +40,7 @@ def test_examples_run() -> None:
         ("examples.record_call_example", "peak context use=75%"),
         ("examples.budgets_and_calls_example", "spent $0.006000 of $0.001000"),
         ("examples.usage_summary_example", "loaded back equal: True"),
+        ("examples.tenants_example", "refused: tenant acme spent $0.0090 of $0.0060"),
     ):
         out = subprocess.run(
             [sys.executable, "-m", example], cwd=root, env=env, capture_output=True, text=True, timeout=300

@@ -22,7 +22,8 @@ or is garbage-collected.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Protocol, TypeGuard, TypeVar
 
@@ -34,6 +35,7 @@ from .._finalise import arm, finalise
 from .._guard import report
 from .._proxy import ObjectProxy
 from .._redact import redact
+from ..context import current_attribution
 from ..rollup import Run
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "DetachedRun",
     "RunEntry",
     "SyncRunStream",
+    "as_agent",
     "in_run",
     "in_run_async",
     "is_id",
@@ -157,6 +160,30 @@ async def in_run_async(entry: RunEntry, awaitable: Any, observe: Observe | None 
     _observe(observe, entry, result)
     entry.exit(None)
     return result
+
+
+async def as_agent(name: str | None, awaitable: Awaitable[T]) -> T:
+    """Await `awaitable` with `name` as the agent of the calls it makes, inside the current run.
+
+    For frameworks in which the agent changes during one run (a handoff): the run and its span
+    stay the starting agent's, while each call names the agent that made it. Only this task's
+    context changes, and only while `awaitable` runs.
+    """
+    token = None
+    try:
+        current = current_attribution.get_local()
+        if name and current.run is not None and current.agent != name:
+            token = current_attribution.set(replace(current, agent=name))
+    except Exception as exc:
+        report("frameworks.as_agent", exc)
+    try:
+        return await awaitable
+    finally:
+        if token is not None:
+            try:
+                current_attribution.reset(token)
+            except ValueError:  # left in another context: nothing to undo there
+                pass
 
 
 class DetachedRun:

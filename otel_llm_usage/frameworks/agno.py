@@ -11,13 +11,22 @@ Streamed runs (`stream=True`, or the agent's `stream` default) return an iterato
 work while it is consumed; the run ends when it is exhausted, fails, is closed or is dropped.
 `arun(background=True)` returns before the run is done and finishes it in a task of Agno's: such
 a run gets no run span, but its calls still join the session.
+
+Memory and learning updates run in background: with `arun()` in asyncio tasks, which inherit the
+run's context, and with `run()` in Agno's own thread pool, which does not. For the latter, the
+context of the run that starts them (`start_memory_future`, `start_learning_future`) is kept
+beside the run's messages and the work in the pool (`make_memories`, `process_learnings`) runs
+in it, so those model calls count in the run (Agno waits for them before the run ends) and its
+session.
 """
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import inspect
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +39,18 @@ from . import AsyncRunStream, DetachedRun, RunEntry, SyncRunStream, in_run, in_r
 LIBRARY = "agno"
 ERROR_OTHER = "_OTHER"  # the semantic conventions' error.type when no better name is known
 OWNERS = (("agno.agent", "Agent"), ("agno.team", "Team"))
+# Module (reached as an attribute of its package) -> (the functions that submit background work in
+# the caller's thread, the functions that do it in Agno's thread pool).
+BACKGROUND = {
+    ("agno.agent", "_managers"): (
+        ("start_memory_future", "start_learning_future"),
+        ("make_memories", "process_learnings"),
+    ),
+    ("agno.team", "_managers"): (
+        ("_start_memory_future", "_start_learning_future"),
+        ("_make_memories", "_process_learnings"),
+    ),
+}
 
 
 def build_wrappers(recorder: Recorder, options: Options) -> dict[tuple[str, str], Callable[..., Any]]:
@@ -43,7 +64,62 @@ def build_wrappers(recorder: Recorder, options: Options) -> dict[tuple[str, str]
             out[(module_name, f"{cls_name}.run")] = _run
         if callable(owner.__dict__.get("arun")):
             out[(module_name, f"{cls_name}.arun")] = _arun
+    for (package, module), (starts, works) in BACKGROUND.items():
+        try:
+            managers = importlib.import_module(f"{package}.{module}")
+        except Exception:
+            continue
+        if not all(callable(managers.__dict__.get(name)) for name in (*starts, *works)):
+            continue  # another Agno: its background work is left as it is
+        out.update({(package, f"{module}.{name}"): _submitting for name in starts})
+        out.update({(package, f"{module}.{name}"): _in_submitters_context for name in works})
     return out
+
+
+# id(the run's messages of background work submitted now) -> (a weak reference to them, the
+# context the work was submitted in). Agno's messages compare by value, so they key by identity;
+# the entry goes with the messages, whether or not the work ever ran.
+# No lock: single dict operations are atomic, and `_forget` runs from the garbage collector, which
+# may interrupt a thread holding any lock taken here.
+_submitted: dict[int, tuple[weakref.ref[Any], contextvars.Context]] = {}
+
+
+def _forget(key: int, ref: weakref.ref[Any]) -> None:
+    entry = _submitted.get(key)
+    if entry is not None and entry[0] is ref:
+        _submitted.pop(key, None)
+
+
+def _messages_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return args[1] if len(args) > 1 else kwargs.get("run_messages")
+
+
+def _submitting(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    try:
+        messages = _messages_of(args, kwargs)
+        if messages is not None:
+            key = id(messages)
+            ref = weakref.ref(messages, lambda r: _forget(key, r))
+            _submitted[key] = (ref, contextvars.copy_context())
+    except Exception as exc:  # messages that cannot be weakly referenced: the work runs as before
+        report("agno.background", exc)
+    return wrapped(*args, **kwargs)
+
+
+def _in_submitters_context(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    ctx = None
+    try:
+        messages = _messages_of(args, kwargs)
+        if messages is not None:
+            entry = _submitted.get(id(messages))
+            if entry is not None and entry[0]() is messages:
+                ctx = entry[1]
+    except Exception as exc:
+        report("agno.background", exc)
+    if ctx is None:
+        return wrapped(*args, **kwargs)
+    # A copy for each piece of work: memory and learning may run at once in two threads.
+    return ctx.copy().run(wrapped, *args, **kwargs)
 
 
 class _Plan:

@@ -5,7 +5,10 @@ this process. The run span is `invoke_agent {agent name}`, the agent's `name` as
 (its class name: `Agent`, `ACPAgent` or a subclass's own; `openhands` if there is none), and its
 session is the conversation id, so the runs of one conversation add up to one session.
 `ask_agent`, `generate_title` and `condense` call the model outside `run()`: they join the
-conversation's session without a run span of their own.
+conversation's session without a run span of their own. So does an `LLM` the user adds to
+`conversation.llm_registry` and calls directly (`llm.completion(...)` outside any `session()`):
+the conversation's registry is remembered when the conversation is made, and a call of an LLM in
+it counts in that conversation's session, as OpenHands counts it in `get_combined_metrics()`.
 
 Each model call carries the `usage_id` of the OpenHands `LLM` that made it as its agent name
 (`gen_ai.agent.name`). OpenHands files its metrics under that key
@@ -30,6 +33,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import threading
+import weakref
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -51,6 +56,7 @@ CONVERSATION = "LocalConversation"
 LLM_MODULE = "openhands.sdk.llm.llm"
 LLM = "LLM"
 
+INIT = "__init__"
 RUNS = ("run", "arun")
 # Conversation methods that call the model outside run(): they belong to the session only.
 SESSION_ONLY = ("ask_agent", "generate_title", "condense")
@@ -77,6 +83,8 @@ def build_wrappers(recorder: Recorder, options: Options) -> dict[tuple[str, str]
     out: dict[tuple[str, str], Callable[..., Any]] = {}
     conversation = _owner(CONVERSATION_MODULE, CONVERSATION)
     if conversation is not None:
+        if callable(conversation.__dict__.get(INIT)):
+            out[(CONVERSATION_MODULE, f"{CONVERSATION}.{INIT}")] = _remember_registry
         for method in (*RUNS, *SESSION_ONLY):
             if not callable(conversation.__dict__.get(method)):
                 continue  # an SDK version without it
@@ -183,16 +191,57 @@ def _in_session(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict
     return in_run(entry, wrapped, *args, **kwargs)
 
 
+# The LLM registry of each live conversation -> its session id. Weak: a conversation dropped by the
+# user takes its entry along.
+_registries: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+_registries_lock = threading.Lock()
+
+
+def _remember_registry(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    result = wrapped(*args, **kwargs)
+    try:
+        sid = session_id_of(instance)
+        registry = getattr(instance, "llm_registry", None)
+        if sid is not None and registry is not None:
+            with _registries_lock:
+                _registries[registry] = sid
+    except Exception as exc:
+        report("openhands.registry", exc)
+    return result
+
+
+def conversation_of(llm: Any, usage_id: str) -> str | None:
+    """The session of the live conversation whose LLM registry holds `llm`, or None.
+
+    Looked up only for calls outside any session: one dictionary read per live conversation.
+    """
+    with _registries_lock:
+        registries = list(_registries.items())
+    for registry, sid in registries:
+        held = getattr(registry, "usage_to_llm", None)
+        if held is not None and held.get(usage_id) is llm:
+            return sid
+    return None
+
+
 def _enter_usage(llm: Any) -> Any:
-    """Make the LLM's `usage_id` the agent of the calls started now; the token to undo it, or None."""
+    """Make the LLM's `usage_id` the agent of the calls started now (and, outside any session, its
+    conversation's session); the token to undo it, or None."""
     try:
         usage_id = getattr(llm, "usage_id", None)
         if not is_id(usage_id):
             return None
-        attribution = current_attribution.get_local()
-        if attribution.agent == usage_id:
+        attribution = current_attribution.get()
+        changes: dict[str, Any] = {}
+        if attribution.agent != usage_id:
+            changes["agent"] = usage_id
+        if attribution.session_id is None:
+            sid = conversation_of(llm, usage_id)
+            if sid is not None:
+                changes["session_id"] = sid
+        if not changes:
             return None
-        return current_attribution.set(dataclasses.replace(attribution, agent=usage_id))
+        return current_attribution.set(dataclasses.replace(current_attribution.get_local(), **changes))
     except Exception as exc:
         report("openhands.usage_id", exc)
         return None

@@ -134,16 +134,37 @@ def opted_in(attrs: Mapping[str, Any] | None, keys: Iterable[str]) -> dict[str, 
 
 
 def collect(
-    policy: BudgetPolicy, runs: Iterable[Run], sessions: Iterable[SessionLedger], keys: tuple[str, ...]
+    policy: BudgetPolicy,
+    runs: Iterable[Run],
+    sessions: Iterable[SessionLedger],
+    keys: tuple[str, ...],
+    tenants: Iterable[tuple[str, float]] = (),
 ) -> list[Point]:
     """The series of every configured budget: each global one always (at 0 spent when nothing it
-    limits is open), each run's or session's own while that run is open or that session held."""
+    limits is open), each run's or session's own while that run is open or that session held.
+    `tenants` is (tenant, spent) of every tenant row, for the tenant budgets."""
     out = Nearest()
     for b in policy.process_budgets:
         out.add(budget_labels("process", b, None, {}), policy.process_spent(), b.max_cost_usd)
     _holders(out, "run", policy.run_budgets, _runs(runs, keys))
     _holders(out, "session", policy.session_budgets, _sessions(sessions, keys))
+    if policy.tenant_budgets:
+        _tenants(out, policy.tenant_budgets, dict(tenants), sc.TENANT_ID in keys)
     return out.points()
+
+
+def _tenants(out: Nearest, budgets: tuple[Budget, ...], spent: dict[str, float], labelled: bool) -> None:
+    """A budget for one tenant is labelled by it; one for every tenant shows the tenant nearest its
+    limit, each tenant a series of its own only when `tenant.id` is an opted-in metric attribute."""
+    for b in budgets:
+        if b.tenant is not None:
+            out.add(budget_labels("tenant", b, None, {}), spent.get(b.tenant, 0.0), b.max_cost_usd)
+            continue
+        if not spent:
+            out.add(budget_labels("tenant", b, None, {}), 0.0, b.max_cost_usd)
+        for tenant, cost in spent.items():
+            extra = {sc.TENANT_ID: tenant} if labelled else {}
+            out.add(budget_labels("tenant", b, None, extra), cost, b.max_cost_usd)
 
 
 def _runs(runs: Iterable[Run], keys: tuple[str, ...]) -> Iterator[tuple[float, Run, dict[str, Any]]]:

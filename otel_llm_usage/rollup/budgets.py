@@ -23,29 +23,41 @@ from ..semconv import (
 from ..usage import Usage
 from .run import RUN, Run
 from .sessions import SessionLedger, Sessions
+from .tables import CappedTable, TenantLedger
 
 log = logging.getLogger("otel_llm_usage")
 
-Scope = Literal["run", "session", "process"]  # what a budget limits (its `scope`)
+Scope = Literal["run", "session", "tenant", "process"]  # what a budget limits (its `scope`)
 Action = Literal["warn", "raise"]
 
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """A cost limit in USD. `agent` narrows a run budget to runs of that agent."""
+    """A cost limit in USD. `agent` narrows a run budget to runs of that agent.
+
+    A `scope="tenant"` budget limits what each tenant (`tenant_id=` of `session()`, `run()`,
+    `record_call()`) spends in this process: with `tenant=None` every tenant has this limit of its
+    own; with `tenant="acme"` it applies to that tenant only.
+    """
 
     max_cost_usd: float
     scope: Scope = "run"
     action: Action = "warn"
     agent: str | None = None
+    tenant: str | None = None
 
     def __post_init__(self) -> None:
         if not self.max_cost_usd >= 0:
             raise ValueError("max_cost_usd must be a non-negative number")
-        if self.scope not in ("run", "session", "process"):
-            raise ValueError(f"scope must be 'run', 'session' or 'process', not {self.scope!r}")
+        if self.scope not in ("run", "session", "tenant", "process"):
+            raise ValueError(f"scope must be 'run', 'session', 'tenant' or 'process', not {self.scope!r}")
         if self.action not in ("warn", "raise"):
             raise ValueError(f"action must be 'warn' or 'raise', not {self.action!r}")
+        if self.tenant is not None:
+            if not isinstance(self.tenant, str) or not self.tenant:
+                raise ValueError(f"tenant must be a non-empty string or None, not {self.tenant!r}")
+            if self.scope != "tenant":
+                raise ValueError(f"tenant is for scope='tenant' budgets, not scope={self.scope!r}")
 
 
 class BudgetExceeded(CallRefused):
@@ -73,10 +85,13 @@ class BudgetPolicy:
         callback: Callable[[dict[str, Any]], Any] | None,
         sessions: Sessions,
         process: Usage,
+        tenants: CappedTable[TenantLedger] | None = None,
     ) -> None:
         self.run_budgets = tuple(b for b in budgets if b.scope == "run")
         self.session_budgets = tuple(b for b in budgets if b.scope == "session")
+        self.tenant_budgets = tuple(b for b in budgets if b.scope == "tenant")
         self.process_budgets = tuple(b for b in budgets if b.scope == "process")
+        self._tenants = tenants
         self.active = bool(budgets)  # also set once a run or session brings budgets of its own
         self.session_own = False  # set once a session brings budgets of its own
         self._process_exceeded: set[Budget] = set()
@@ -85,13 +100,19 @@ class BudgetPolicy:
         self._sessions = sessions
         self._process = process
 
+    def reset_process(self, process: Usage) -> None:
+        """Follow the process ledger `reset_usage()` put in place; its budgets may be reported again."""
+        with self._lock:
+            self._process = process
+            self._process_exceeded = set()
+
     def _run_budgets_of(self, run: Run) -> list[Budget]:
         out = [b for b in self.run_budgets if b.agent is None or b.agent == run.agent]
         out.extend(run.budgets)
         return out
 
-    def limits(self, run: Run | None, session_id: str | None) -> list[Limit]:
-        """Every budget that applies to a call made in `run` and `session_id`."""
+    def limits(self, run: Run | None, session_id: str | None, tenant_id: str | None = None) -> list[Limit]:
+        """Every budget that applies to a call made in `run`, `session_id` and `tenant_id`."""
         out: list[Limit] = []
         r = run
         while r is not None:
@@ -108,6 +129,12 @@ class BudgetPolicy:
                 out.extend(
                     ("session", session_id, b, spent, held) for b in (*self.session_budgets, *held.budgets)
                 )
+        if tenant_id is not None and self.tenant_budgets and self._tenants is not None:
+            budgets = [b for b in self.tenant_budgets if b.tenant is None or b.tenant == tenant_id]
+            ledger = self._tenants.get(tenant_id) if budgets else None
+            if ledger is not None:
+                spent = ledger.usage.cost_usd
+                out.extend(("tenant", tenant_id, b, spent, ledger) for b in budgets)
         if self.process_budgets:
             spent = self._process.cost_usd
             out.extend(("process", None, b, spent, self) for b in self.process_budgets)
@@ -116,11 +143,13 @@ class BudgetPolicy:
     def process_spent(self) -> float:
         return self._process.cost_usd
 
-    def refusal(self, run: Run | None, session_id: str | None) -> BudgetExceeded | None:
+    def refusal(
+        self, run: Run | None, session_id: str | None, tenant_id: str | None = None
+    ) -> BudgetExceeded | None:
         """The error to refuse a call with, if a `raise` budget here is already spent: of the
         budgets over their limit, the one with the smallest limit (the innermost scope on a tie)."""
         tightest: Limit | None = None
-        for limit in self.limits(run, session_id):
+        for limit in self.limits(run, session_id, tenant_id):
             budget, spent = limit[2], limit[3]
             if (
                 budget.action == "raise"
@@ -133,10 +162,10 @@ class BudgetPolicy:
         scope, key, budget, spent, _ = tightest
         return BudgetExceeded(scope, key, budget.max_cost_usd, spent)
 
-    def check_crossings(self, run: Run | None, session_id: str | None) -> None:
+    def check_crossings(self, run: Run | None, session_id: str | None, tenant_id: str | None = None) -> None:
         """After a call: report every budget it pushed over its limit, once per holder."""
         crossed = []
-        for scope, key, budget, spent, holder in self.limits(run, session_id):
+        for scope, key, budget, spent, holder in self.limits(run, session_id, tenant_id):
             if spent > budget.max_cost_usd and self._mark(holder, budget):
                 crossed.append((scope, key, budget, spent, holder))
         for item in crossed:
@@ -148,7 +177,7 @@ class BudgetPolicy:
             if holder is self:
                 seen = self._process_exceeded
             else:
-                h: Run | SessionLedger = holder
+                h: Run | SessionLedger | TenantLedger = holder
                 if h.exceeded is None:
                     h.exceeded = set()
                 seen = h.exceeded
@@ -170,6 +199,7 @@ class BudgetPolicy:
             "run_id": holder.run_id if isinstance(holder, Run) else None,
             "agent": holder.agent if isinstance(holder, Run) else None,
             "session_id": key if scope == "session" else None,
+            "tenant_id": key if scope == "tenant" else None,
         }
         event: dict[str, Any] = {
             BUDGET_SCOPE: scope,

@@ -17,7 +17,6 @@ from opentelemetry import metrics, trace
 
 from .. import _fork
 from .. import semconv as sc
-from .._bounded import OVERFLOW_KEY, BoundedTable
 from .._guard import report
 from ..context import current_attribution
 from ..summary import UsageSummary
@@ -28,6 +27,7 @@ from .calls import CallBuffer, CallLog, record_of
 from .metrics import RollupMetrics
 from .run import ROOT, RUN, Run, run_totals
 from .sessions import SessionLedger, Sessions, session_totals
+from .tables import MAX_AGENTS, MAX_TENANTS, CappedTable, TenantLedger, usages
 
 if TYPE_CHECKING:
     from ..config import Options
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from ..recorder import CallRequest
 
 MISSING: Final = object()
-MAX_AGENTS: Final = 1000  # agents with a row of their own in `usage_summary().by_agent`
 
 
 class Rollup:
@@ -54,15 +53,14 @@ class Rollup:
         # span id -> the run (or local-root collector) the span sits in; None outside both.
         self.spans: dict[int, Run | None] = {}
         self.process = Usage()
-        # Agent names come from `run()` names and frameworks: bounded, past the cap summed into `_other`.
-        self._agents: BoundedTable[str, Usage] = BoundedTable(MAX_AGENTS, Usage, OVERFLOW_KEY)
-        self._agents_lock = _fork.lock()
+        self.agents: CappedTable[Usage] = CappedTable(MAX_AGENTS, Usage)
+        self.tenants: CappedTable[TenantLedger] = CappedTable(MAX_TENANTS, TenantLedger)
         self.metrics = RollupMetrics(meter_provider)
         self.sessions = Sessions(
             options.max_sessions, options.session_idle_seconds, clock, self.metrics.record_sessions
         )
         self.budgets = BudgetPolicy(
-            tuple(options.budgets), options.budget_callback, self.sessions, self.process
+            tuple(options.budgets), options.budget_callback, self.sessions, self.process, self.tenants
         )
         # Open runs that a run budget limits, by id: what the budget gauges look at.
         self._budgeted_runs: dict[int, Run] = {}
@@ -81,6 +79,19 @@ class Rollup:
 
     def record_held_sessions(self) -> None:
         self.metrics.record_sessions(self.sessions.pop_all())
+
+    def reset(self) -> None:
+        """Forget the totals of the process, its agents, tenants, providers and sessions.
+
+        The sessions held are closed (their histograms recorded, as `close_session()` would); the
+        counters the recorder exports keep counting. Open runs keep their own totals.
+        """
+        process = Usage()
+        self.process = process
+        self.budgets.reset_process(process)
+        self.agents.clear()
+        self.tenants.clear()
+        self.record_held_sessions()
 
     def current_run(self) -> Run | None:
         """The run a call started now belongs to: the current span's, else the attribution's."""
@@ -112,7 +123,7 @@ class Rollup:
                 session_id = current_attribution.get().session_id
                 if session_id is None and run is not None:
                     session_id = run.session_id
-                refusal = self.budgets.refusal(run, session_id)
+                refusal = self.budgets.refusal(run, session_id, _tenant(attributes))
             except Exception as exc:
                 report("rollup.before_call", exc)
             if refusal is not None:
@@ -140,23 +151,37 @@ class Rollup:
                     session_id = run.session_id
                 elif run.kind == ROOT and run.session_id is None:
                     run.session_id = session_id
+            agent_name = agent if isinstance(agent, str) and agent else None
             cap = self.max_call_records
             record = record_of(call, agent, session_id) if cap and (run is not None or session_id) else None
             late: Run | None = None
             r = run
             while r is not None:
                 if not r.add_call(
-                    model, tokens, cost, error, interval, util, rm, record if r.kind == RUN else None, cap
+                    model,
+                    tokens,
+                    cost,
+                    error,
+                    interval,
+                    util,
+                    rm,
+                    agent_name,
+                    record if r.kind == RUN else None,
+                    cap,
                 ):
                     late = late or r
                 r = r.parent
-            self.process.add_call(model, tokens, cost, error, response_model=rm)
-            if isinstance(agent, str) and agent:
-                self._agent_usage(agent).add_call(model, tokens, cost, error, response_model=rm)
+            provider = attrs.get(sc.PROVIDER_NAME)
+            self.process.add_call(model, tokens, cost, error, response_model=rm, provider=provider)
+            if agent_name is not None:
+                self.agents.row(agent_name).add_call(model, tokens, cost, error, response_model=rm)
+            tenant_id = _tenant(attrs)
+            if tenant_id is not None:
+                self.tenants.row(tenant_id).usage.add_call(model, tokens, cost, error, per_model=False)
             if session_id:
 
                 def add(s: SessionLedger) -> None:
-                    s.usage.add_call(model, tokens, cost, error, response_model=rm)
+                    s.usage.add_call(model, tokens, cost, error, response_model=rm, agent=agent_name)
                     if record is not None:
                         buf = s.calls
                         if buf is None:
@@ -168,18 +193,11 @@ class Rollup:
                 self.metrics.late_call(late.agent)
             if self.budgets.active:
                 try:
-                    self.budgets.check_crossings(run, session_id)
+                    self.budgets.check_crossings(run, session_id, tenant_id)
                 except Exception as exc:
                     report("rollup.budget_check", exc)
         except Exception as exc:
             report("rollup.call_ended", exc)
-
-    def _agent_usage(self, agent: str) -> Usage:
-        u = self._agents.get(agent)
-        if u is None:
-            with self._agents_lock:
-                u = self._agents.row(agent)
-        return u
 
     # --- runs --------------------------------------------------------------------------------------
 
@@ -275,7 +293,10 @@ class Rollup:
         with self._budgeted_lock:
             runs = list(self._budgeted_runs.values())
         held = self.sessions.held() if policy.session_budgets or policy.session_own else []
-        return collect(policy, runs, held, self._metric_keys)
+        tenants = (
+            [(t, row.usage.cost_usd) for t, row in self.tenants.items()] if policy.tenant_budgets else []
+        )
+        return collect(policy, runs, held, self._metric_keys, tenants)
 
     def refusal_now(self) -> BudgetExceeded | None:
         """The `raise` budget over its limit for a call made here now, if any (`record_call()`)."""
@@ -283,10 +304,11 @@ class Rollup:
             return None
         try:
             run = self.current_run()
-            session_id = current_attribution.get().session_id
+            attribution = current_attribution.get()
+            session_id = attribution.session_id
             if session_id is None and run is not None:
                 session_id = run.session_id
-            return self.budgets.refusal(run, session_id)
+            return self.budgets.refusal(run, session_id, _tenant(attribution.attributes))
         except Exception as exc:
             report("rollup.refusal_now", exc)
             return None
@@ -337,13 +359,19 @@ class Rollup:
         return self.sessions.read(session_id, lambda s: s.usage.snapshot() if s is not None else None)
 
     def summary(self) -> UsageSummary:
-        with self._agents_lock:
-            agents = dict(self._agents.items())
+        process = self.process.snapshot()
         return UsageSummary.build(
-            self.process.snapshot(),
-            {a: u.snapshot() for a, u in agents.items()},
+            process,
+            usages(self.agents),
             self.sessions.snapshots(),
+            tenants={t: row.usage.snapshot() for t, row in self.tenants.items()},
+            providers=process.by_provider,
         )
+
+
+def _tenant(attrs: Mapping[str, Any]) -> str | None:
+    tenant = attrs.get(sc.TENANT_ID)
+    return tenant if isinstance(tenant, str) and tenant else None
 
 
 def _annotate(attrs: dict[str, Any], run: Run) -> None:

@@ -13,8 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
+from .. import coexist
 from .. import semconv as sc
 from .._guard import report
 from ..context import current_attribution
@@ -91,9 +93,10 @@ def _on_start(rollup: Rollup, span: SDKSpan) -> None:
     if parent is not None and not parent.is_remote:
         entry = rollup.spans.get(parent.span_id, MISSING)
     attrs = span.attributes or {}
-    if attrs.get(sc.LLM_CALL_MARK) is True:
-        # The recorder's call (or another's LLM span): counted by the recorder, never here. Noted
-        # only so the spans beneath it (an HTTP client's) sit in its run.
+    if attrs.get(sc.LLM_CALL_MARK) is True or _foreign_llm_call(span, attrs):
+        # The recorder's call (or another instrumentation's LLM span): counted by the recorder,
+        # never here, and never a run of its own. Noted only so the spans beneath it (an HTTP
+        # client's) sit in its run.
         rollup.spans[sid] = entry if entry is not MISSING else current_attribution.get_local().run
         return
     is_run = attrs.get(sc.OPERATION_NAME) == sc.OP_INVOKE_AGENT
@@ -134,3 +137,18 @@ def _on_start(rollup: Rollup, span: SDKSpan) -> None:
         if attribution.user_id is not None and sc.USER_ID not in attrs:
             extra[sc.USER_ID] = attribution.user_id
         span.set_attributes(extra)
+
+
+def _foreign_llm_call(span: SDKSpan, attrs: Any) -> bool:
+    """Whether the span is another GenAI instrumentation's LLM call. Started inside a call of ours
+    (it wraps the client beneath us), it is the second span of that call: warned about once."""
+    if not coexist.watching and attrs.get(sc.OPERATION_NAME) is None:
+        return False
+    peer = coexist.foreign_llm_span(span, attrs)
+    if peer is None:
+        return False
+    parent = trace.get_current_span()
+    parent_attrs = getattr(parent, "attributes", None) or {}
+    if parent_attrs.get(sc.LLM_CALL_MARK) is True:
+        coexist.started_inside(span, peer, str(parent_attrs.get(sc.PROVIDER_NAME, "")))
+    return True

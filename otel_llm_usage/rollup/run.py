@@ -127,18 +127,19 @@ class Run:
         interval: tuple[int, int, int | None] | None,
         utilization: float | None,
         response_model: str | None = None,
+        agent: str | None = None,
         record: CallRecord | None = None,
         cap: int = 0,
     ) -> bool:
         """Count one finished call; False (nothing counted) if the run has already ended.
 
-        `interval` is the call's (start, end, first output) in wall-clock ns; `record` its entry,
-        kept among the newest `cap`.
+        `interval` is the call's (start, end, first output) in wall-clock ns; `agent` the agent that
+        made it (its row in `usage.by_agent`); `record` its entry, kept among the newest `cap`.
         """
         with self._lock:
             if self._closed:
                 return False
-            self.usage.add_call(model, tokens, cost, error, response_model=response_model)
+            self.usage.add_call(model, tokens, cost, error, response_model=response_model, agent=agent)
             if record is not None:
                 buf = self._calls
                 if buf is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import subprocess
@@ -343,3 +344,35 @@ else:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "True"
+
+
+# --- background work --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["run", "arun"])
+def test_memory_update_calls_join_their_run(telemetry: Telemetry, llm: Any, asynchronous: bool) -> None:
+    """Agno's memory manager calls its model in background: in its thread pool under `run()`."""
+    from agno.memory import MemoryManager
+
+    agent = Agent(
+        name="assistant",
+        model=llm("openai_chat", replies=2),
+        memory_manager=MemoryManager(model=llm("openai_chat", replies=0)),
+        update_memory_on_run=True,
+        db=InMemoryDb(),
+    )
+    if asynchronous:
+        output = asyncio.run(agent.arun("I like green tea.", user_id="u-1", session_id="s-mem"))
+    else:
+        output = agent.run("I like green tea.", user_id="u-1", session_id="s-mem")
+    assert output.status.value == "COMPLETED"
+
+    span = one_run_span(telemetry)
+    calls = telemetry.llm_spans()
+    assert len(calls) == 2  # the answer and the memory update
+    for call in calls:
+        assert call.parent is not None and call.parent.span_id == span.context.span_id
+        assert attrs(call)[sc.SESSION_ID] == "s-mem"
+    assert attrs(span)[sc.RUN_REQUESTS] == 2
+    ours = session_usage("s-mem")
+    assert ours is not None and ours.requests == 2

@@ -307,6 +307,87 @@ async def test_handoff_stays_in_the_run(telemetry: Telemetry, openai_emulator: A
     assert span.name == "invoke_agent triage"
     assert_totals_are_sdk_usage(span, result.context_wrapper.usage)
     assert attrs(span)[sc.RUN_REQUESTS] == 2
+    # Each call names the agent that made it: triage's request, then billing's after the handoff.
+    calls = sorted(telemetry.llm_spans(), key=lambda s: s.start_time or 0)
+    assert [attrs(c)[sc.AGENT_NAME] for c in calls] == ["triage", "billing"]
+    assert [attrs(c)[sc.USAGE_INPUT_TOKENS] for c in calls] == [100, 200]
+    by_agent = {r.name: r for r in otel_llm_usage.usage_summary().by_agent}
+    assert (by_agent["triage"].input_tokens, by_agent["billing"].input_tokens) == (100, 200)
+
+
+class StreamedToolCallingModel(OpenAIResponsesModel):
+    """`ToolCallingModel` for streamed runs: the streamed response's final event carries the call."""
+
+    def __init__(self, *args: Any, calls: list[tuple[str, dict[str, Any]]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls = list(calls)
+
+    async def stream_response(self, *args: Any, **kwargs: Any) -> Any:
+        async for event in super().stream_response(*args, **kwargs):
+            if event.type == "response.completed" and self.calls:
+                name, arguments = self.calls.pop(0)
+                call = ResponseFunctionToolCall(
+                    type="function_call",
+                    name=name,
+                    arguments=json.dumps(arguments),
+                    call_id=f"call_{name}",
+                    id=f"fc_{name}",
+                    status="completed",
+                )
+                event.response.output = [call]
+            yield event
+
+
+async def test_streamed_handoff_names_each_calls_agent(telemetry: Telemetry, openai_emulator: Any) -> None:
+    client = aclient(openai_emulator)
+    settings = ModelSettings(include_usage=True)
+    billing = Agent(name="billing", model=make_model("responses", client), model_settings=settings)
+    to_billing = handoff(billing)
+    triage = Agent(
+        name="triage",
+        model=StreamedToolCallingModel(
+            model="gpt-4o", openai_client=client, calls=[(to_billing.tool_name, {})]
+        ),
+        model_settings=settings,
+        handoffs=[to_billing],
+    )
+    openai_emulator.push(
+        Reply(prompt_tokens=100, completion_tokens=10), Reply(prompt_tokens=200, completion_tokens=20)
+    )
+    with session("conv-handoff"):
+        result = Runner.run_streamed(triage, "refund", run_config=NO_TRACING)
+        async for _ in result.stream_events():
+            pass
+    assert result.last_agent.name == "billing"
+
+    span = one_run_span(telemetry)
+    assert span.name == "invoke_agent triage"
+    assert_totals_are_sdk_usage(span, result.context_wrapper.usage)
+    calls = sorted(telemetry.llm_spans(), key=lambda s: s.start_time or 0)
+    assert [attrs(c)[sc.AGENT_NAME] for c in calls] == ["triage", "billing"]
+    assert [attrs(c)[sc.USAGE_INPUT_TOKENS] for c in calls] == [100, 200]
+
+
+async def test_handoff_agent_is_left_when_the_run_ends(telemetry: Telemetry, openai_emulator: Any) -> None:
+    client = aclient(openai_emulator)
+    billing = Agent(name="billing", model=make_model("responses", client))
+    to_billing = handoff(billing)
+    triage = Agent(
+        name="triage",
+        model=ToolCallingModel(model="gpt-4o", openai_client=client, calls=[(to_billing.tool_name, {})]),
+        handoffs=[to_billing],
+    )
+    openai_emulator.push(
+        Reply(prompt_tokens=100, completion_tokens=10), Reply(prompt_tokens=200, completion_tokens=20)
+    )
+    with otel_llm_usage.run("outer") as outer:
+        await Runner.run(triage, "refund", run_config=NO_TRACING)
+        assert current_run() is outer
+        # A call after the inner run is the outer run's agent's again.
+        openai_emulator.push(Reply(prompt_tokens=7, completion_tokens=1))
+        await client.responses.create(model="gpt-4o", input="after")
+    calls = sorted(telemetry.llm_spans(), key=lambda s: s.start_time or 0)
+    assert [attrs(c)[sc.AGENT_NAME] for c in calls] == ["triage", "billing", "outer"]
 
 
 # --- sessions ------------------------------------------------------------------------------------

@@ -268,6 +268,38 @@ def test_ask_agent_joins_the_session(
     assert_usage_is_openhands(ours, stats.get_combined_metrics())
 
 
+def test_llm_added_to_the_registry_counts_in_the_conversations_session(
+    telemetry: Telemetry, openai_emulator: OpenAIEmulator, tmp_path: Path
+) -> None:
+    """An LLM the user adds to `conversation.llm_registry` and calls directly, outside `run()`."""
+    from openhands.sdk.llm import Message, TextContent
+
+    push(openai_emulator, 3)
+    conv = conversation(openai_emulator, tmp_path)
+    other = conversation(openai_emulator, tmp_path / "other")
+    conv.send_message("Say hello.")
+    conv.run()
+    summarizer = make_llm(openai_emulator, usage_id="summarizer")
+    conv.llm_registry.add(summarizer)
+    summarizer.completion([Message(role="user", content=[TextContent(text="Summarize.")])])
+    loose = make_llm(openai_emulator, usage_id="loose")  # in no registry: in no session
+    loose.completion([Message(role="user", content=[TextContent(text="hi")])])
+
+    stats = conv.conversation_stats
+    assert set(stats.usage_to_metrics) == {"agent", "summarizer"}
+    ours = session_usage(str(conv.id))
+    assert ours is not None
+    assert ours.requests == 2
+    assert_usage_is_openhands(ours, stats.get_combined_metrics())
+    assert set(ours.by_agent) == {"agent", "summarizer"}
+    assert_usage_is_openhands(ours.by_agent["summarizer"], stats.usage_to_metrics["summarizer"])
+    (direct,) = [s for s in telemetry.llm_spans() if attrs(s)[sc.AGENT_NAME] == "summarizer"]
+    assert attrs(direct)[sc.SESSION_ID] == str(conv.id)
+    (unowned,) = [s for s in telemetry.llm_spans() if attrs(s)[sc.AGENT_NAME] == "loose"]
+    assert sc.SESSION_ID not in attrs(unowned)
+    assert session_usage(str(other.id)) is None
+
+
 def test_two_conversations_are_two_sessions(
     telemetry: Telemetry, openai_emulator: OpenAIEmulator, tmp_path: Path
 ) -> None:

@@ -14,7 +14,7 @@ import openai
 import otel_llm_usage
 from emulators import Reply
 from otel_llm_usage._bounded import OVERFLOW_KEY
-from otel_llm_usage.rollup.ledgers import MAX_AGENTS
+from otel_llm_usage.rollup.tables import MAX_AGENTS
 from otel_llm_usage.summary import UsageRow
 from otel_llm_usage.usage import MAX_MODELS, Usage
 
