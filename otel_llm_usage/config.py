@@ -24,6 +24,7 @@ ENV_ROLLUPS = "OTEL_LLM_USAGE_ROLLUPS"
 ENV_MAX_SESSIONS = "OTEL_LLM_USAGE_MAX_SESSIONS"
 ENV_SESSION_IDLE = "OTEL_LLM_USAGE_SESSION_IDLE_SECONDS"
 ENV_ANTHROPIC_NATIVE_SPANS = "OTEL_LLM_USAGE_ANTHROPIC_NATIVE_SPANS"
+ENV_CONSOLE = "OTEL_LLM_USAGE_CONSOLE"
 ANTHROPIC_NATIVE_SPANS_MODES = ("suppress", "keep")
 
 
@@ -64,6 +65,8 @@ class Options:
     # The anthropic SDK's own span of a recorded call: "suppress" it (one span per call) or "keep"
     # it as a child of ours.
     anthropic_native_spans: str = "suppress"
+    # Development mode: one line per call on stderr and the usage summary table at exit.
+    console: bool = False
 
     @classmethod
     def resolve(cls, kwargs: dict[str, Any]) -> Options:
@@ -107,4 +110,5 @@ class Options:
             session_idle_seconds=float(pick("session_idle_seconds", _env_int(ENV_SESSION_IDLE))),
             prometheus_port=pick("prometheus_port", _env_int(ENV_PROMETHEUS_PORT)),
             anthropic_native_spans=native_spans,
+            console=bool(pick("console", _env_bool(ENV_CONSOLE))),
         )

@@ -7,17 +7,19 @@ import importlib.util
 import logging
 import sys
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from functools import partial
+from types import MappingProxyType
 from typing import Any
 
 import wrapt
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from . import active
+from . import active, console
 from ._guard import report
 from .config import Options
+from .options_change import PATCHING, changed_options, describe
 from .pricing import Pricer
 from .recorder import Recorder, Settings
 from .rollup import Rollup
@@ -56,6 +58,13 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     # (owner, method, original, our wrapper) of every method patched
     _patched: tuple[tuple[Any, str, Any, Any], ...] = ()
     _generation = 0
+    # The options given in code so far, kept across `instrument()` calls: one that names fewer
+    # options changes only those it names.
+    _given: Mapping[str, Any] = MappingProxyType({})
+    _tracer_provider: Any = None
+    _meter_provider: Any = None  # as given (None: the global one, or Prometheus')
+    _meters: Any = None  # the one in use
+    _console: console.ConsoleListener | None = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ()  # every client library is optional; each is patched only when installed
@@ -63,29 +72,33 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _instrument(self, **kwargs: Any) -> None:
         tracer_provider = kwargs.pop("tracer_provider", None)
         meter_provider = kwargs.pop("meter_provider", None)
-        options = Options.resolve(kwargs)
-        wanted = options.providers if options.providers is not None else tuple(PROVIDERS)
-        unknown = [name for name in wanted if name not in PROVIDERS]
-        if unknown:
-            raise ValueError(f"unknown provider(s) {unknown}; known: {sorted(PROVIDERS)}")
+        given = {name: value for name, value in kwargs.items() if value is not None}
+        options = Options.resolve(given)
+        _check_providers(options)
         self.options = options
+        self._given = given
+        self._tracer_provider, self._meter_provider = tracer_provider, meter_provider
         if options.prometheus_port is not None and meter_provider is None:
             from .exporters import prometheus_meter_provider
 
             meter_provider = prometheus_meter_provider(options.prometheus_port)
+        self._meters = meter_provider
         pricer = Pricer(options.prices)
-        recorder = Recorder(
-            tracer_provider,
-            meter_provider,
-            pricer,
-            Settings(options.capture_content, options.max_content_length, options.metric_attributes),
-        )
+        recorder = Recorder(tracer_provider, meter_provider, pricer, _settings(options))
         self.recorder = recorder
         if options.rollups:
             self.rollup = install_rollup(recorder, options, tracer_provider, meter_provider)
         active.install(active.Installation(recorder, self.rollup))
+        if options.console:
+            self._console = console.enable()
+            recorder.add_listener(self._console)
         self._patched = ()
+        self._patch_all(options)
+
+    def _patch_all(self, options: Options) -> None:
+        """Patch each wanted library now if imported, else when the application imports it."""
         self._generation += 1
+        wanted = options.providers if options.providers is not None else tuple(PROVIDERS)
         for name in wanted:
             provider = importlib.import_module(PROVIDERS[name])
             library = provider.LIBRARY
@@ -118,7 +131,91 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             patched.append((owner, method, original, owner.__dict__.get(method)))
         self._patched = tuple(patched)
 
+    def reconfigure(
+        self,
+        tracer_provider: trace.TracerProvider | None,
+        meter_provider: metrics.MeterProvider | None,
+        kwargs: dict[str, Any],
+    ) -> None:
+        """`instrument()` while instrumented: apply the options that differ from the next call on,
+        keeping the recorder, the rollup's ledgers and the counters. Bad keyword values raise
+        before anything changes."""
+        given = {**self._given, **{name: value for name, value in kwargs.items() if value is not None}}
+        new = Options.resolve(given)
+        _check_providers(new)
+        old, recorder = self.options, self.recorder
+        assert old is not None and recorder is not None
+        self._given = given
+        for what, value, held in (
+            ("tracer_provider", tracer_provider, self._tracer_provider),
+            ("meter_provider", meter_provider, self._meter_provider),
+        ):
+            if value is not None and value is not held:
+                log.warning(
+                    "otel-llm-usage: instrument(%s=...) ignored: already instrumented; "
+                    "call uninstrument() first to use another provider",
+                    what,
+                )
+        changed = changed_options(old, new)
+        if not changed:
+            return
+        self.options = new
+        try:
+            self._apply(old, new, set(changed), recorder)
+        except Exception as exc:
+            report("instrument (reconfigure)", exc)
+        log.info(
+            "otel-llm-usage: reconfigured: %s",
+            ", ".join(f"{n}={describe(n, getattr(new, n))}" for n in changed),
+        )
+
+    def _apply(self, old: Options, new: Options, changed: set[str], recorder: Recorder) -> None:
+        if "prices" in changed:
+            recorder.pricer = Pricer(new.prices)
+        recorder.settings = _settings(new)
+        if "prometheus_port" in changed and new.prometheus_port is not None and self._meter_provider is None:
+            from .exporters import prometheus_meter_provider
+
+            provider = self._meters = prometheus_meter_provider(new.prometheus_port)
+            recorder.use_meter_provider(provider)
+            if self.rollup is not None:
+                self.rollup.use_meter_provider(provider)
+        if "rollups" in changed:
+            if new.rollups:
+                self.rollup = install_rollup(recorder, new, self._tracer_provider, self._meters)
+            elif self.rollup is not None:
+                uninstall_rollup(recorder, self.rollup)
+                self.rollup = None
+            active.install(active.Installation(recorder, self.rollup))
+        elif self.rollup is not None:
+            self.rollup.reconfigure(new)
+        if "console" in changed:
+            self._set_console(new.console, recorder)
+        if changed & PATCHING:
+            self._unpatch()
+            self._patch_all(new)
+
+    def _set_console(self, on: bool, recorder: Recorder) -> None:
+        if self._console is not None:
+            recorder.remove_listener(self._console)
+            self._console = None
+            console.disable()
+        if on:
+            self._console = console.enable()
+            recorder.add_listener(self._console)
+
     def _uninstrument(self, **kwargs: Any) -> None:
+        self._unpatch()
+        active.install(None)
+        if self._console is not None:
+            self._console = None
+            console.disable()
+        if self.rollup is not None and self.recorder is not None:
+            uninstall_rollup(self.recorder, self.rollup)
+        self.rollup = None
+        self.recorder = None
+
+    def _unpatch(self) -> None:
         self._generation += 1  # import hooks registered before now do nothing
         for owner, method, original, ours in reversed(self._patched):
             if owner.__dict__.get(method) is ours:
@@ -130,11 +227,16 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                     method,
                 )
         self._patched = ()
-        active.install(None)
-        if self.rollup is not None and self.recorder is not None:
-            uninstall_rollup(self.recorder, self.rollup)
-        self.rollup = None
-        self.recorder = None
+
+
+def _settings(options: Options) -> Settings:
+    return Settings(options.capture_content, options.max_content_length, options.metric_attributes)
+
+
+def _check_providers(options: Options) -> None:
+    unknown = [name for name in options.providers or () if name not in PROVIDERS]
+    if unknown:
+        raise ValueError(f"unknown provider(s) {unknown}; known: {sorted(PROVIDERS)}")
 
 
 def _installed(name: str) -> bool:
@@ -152,17 +254,25 @@ def instrument(
     meter_provider: metrics.MeterProvider | None = None,
     **options: Any,
 ) -> LLMUsageInstrumentor:
-    """Patch every installed LLM client. Idempotent: a second call changes nothing.
+    """Patch every installed LLM client.
 
     Uses the global tracer and meter providers unless others are given. Options (each also an
-    environment variable, see README): capture_content, max_content_length, stream_usage,
-    providers, metric_attributes, endpoints, prices, rollups, budgets, budget_callback,
-    max_sessions, session_idle_seconds, prometheus_port.
+    environment variable, see docs/configuration.md): capture_content, max_content_length,
+    stream_usage, providers, metric_attributes, endpoints, prices, rollups, budgets,
+    budget_callback, max_sessions, session_idle_seconds, prometheus_port, anthropic_native_spans,
+    console.
+
+    Called again (or after `opentelemetry-instrument` instrumented with the environment's options),
+    it reconfigures in place: the options it names apply from the next call, the others keep their
+    values, every total and counter continues, and one INFO line says what changed. With the same
+    options, or none, it changes nothing.
     """
     with _lock:
         inst = LLMUsageInstrumentor()  # BaseInstrumentor makes this the one instance
         if not inst.is_instrumented_by_opentelemetry:
             inst.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider, **options)
+        else:
+            inst.reconfigure(tracer_provider, meter_provider, options)
         return inst
 
 

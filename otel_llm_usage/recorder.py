@@ -82,11 +82,15 @@ class Recorder:
         self.tracer = trace.get_tracer(
             INSTRUMENTATION_NAME, __version__, tracer_provider, schema_url=sc.SCHEMA_URL
         )
-        meter = metrics.get_meter(INSTRUMENTATION_NAME, __version__, meter_provider, schema_url=sc.SCHEMA_URL)
         self.pricer = pricer
         self.settings = settings
         self.listeners: tuple[CallListener, ...] = ()
-        m = CallInstruments(meter, meter_provider)
+        self.use_meter_provider(meter_provider)
+
+    def use_meter_provider(self, meter_provider: metrics.MeterProvider | None) -> None:
+        """Record the per-call metrics on `meter_provider` from now on; the counters' sums carry over."""
+        meter = metrics.get_meter(INSTRUMENTATION_NAME, __version__, meter_provider, schema_url=sc.SCHEMA_URL)
+        m = CallInstruments(meter, meter_provider, getattr(self, "counters", None))
         # Held here as plain attributes: `LLMCall._finish` reads them on every call.
         self.token_usage = m.token_usage
         self.duration = m.duration
