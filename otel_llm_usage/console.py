@@ -83,10 +83,10 @@ def line(call: EndedCall, run_name: str | None) -> str:
     if call.session_id:
         where.append(f"session {call.session_id}")
     if where:
-        parts.append(" ".join(where))
+        parts.append(", ".join(where))
     if call.error:
         parts.append("error")
-    return "llm " + " | ".join(parts)
+    return "otel-llm-usage: " + " | ".join(parts)
 
 
 class ConsoleListener:
@@ -140,6 +140,6 @@ def print_summary() -> None:
             return
         summary = rollup.summary()
         if summary.total.requests:
-            log.info("otel-llm-usage summary\n%s", summary.table())
+            log.info("otel-llm-usage: usage of this process\n%s", summary.table())
     except Exception as exc:
         report("console.print_summary", exc)
