@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PY2 := $(VENV_OPENAI2)/bin/python
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 PIP_FLAGS := --disable-pip-version-check -q
-EXTRAS := test,dev,openai,anthropic,bedrock,litellm,google,prometheus,openai-agents,agno,cohere,groq,mistral
+EXTRAS := test,dev,openai,anthropic,bedrock,litellm,google-genai,prometheus,openai-agents,agno,cohere,groq,mistral
 # The OpenHands SDK needs Python >= 3.12: its tests run in a venv of their own. pyenv keeps its
 # interpreters under $(PYENV_ROOT) (default ~/.pyenv) whether or not `pyenv` is on PATH; a
 # python3.12 on PATH is the fallback. Override with `make test-openhands PYTHON312=/path/to/python`.
@@ -34,7 +34,7 @@ $(VENV_OH)/.installed: pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "no Python 3.12 found: set PYTHON312=/path/to/python3.12" >&2; exit 1; }
 	$(PYTHON312) -m venv $(VENV_OH)
 	$(PY_OH) -m pip install $(PIP_FLAGS) --upgrade pip
-	$(PY_OH) -m pip install $(PIP_FLAGS) -e ".[test]" openhands-sdk
+	$(PY_OH) -m pip install $(PIP_FLAGS) -e ".[test,openhands]"
 	touch $@
 
 lint: $(VENV)/.installed

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import registry
 from .budgets import Budget
 from .pricing import ModelPrice
 
@@ -17,6 +18,7 @@ ENV_CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENV_MAX_CONTENT = "OTEL_LLM_USAGE_MAX_CONTENT_LENGTH"
 ENV_STREAM_USAGE = "OTEL_LLM_USAGE_STREAM_USAGE"
 ENV_PROVIDERS = "OTEL_LLM_USAGE_PROVIDERS"
+ENV_FRAMEWORKS = "OTEL_LLM_USAGE_FRAMEWORKS"
 ENV_METRIC_ATTRIBUTES = "OTEL_LLM_USAGE_METRIC_ATTRIBUTES"
 ENV_ENDPOINTS = "OTEL_LLM_USAGE_ENDPOINTS"
 ENV_PROMETHEUS_PORT = "OTEL_LLM_USAGE_PROMETHEUS_PORT"
@@ -52,7 +54,8 @@ class Options:
     capture_content: bool = False
     max_content_length: int = 16384
     stream_usage: str = "known"
-    providers: tuple[str, ...] | None = None
+    providers: tuple[str, ...] | None = None  # None: every provider; names from registry.py
+    frameworks: tuple[str, ...] | None = None  # None: every framework
     metric_attributes: tuple[str, ...] = ()
     endpoints: dict[str, str] = field(default_factory=dict)
     prices: Mapping[str, ModelPrice | Mapping[str, Any]] | None = None
@@ -87,7 +90,12 @@ class Options:
             endpoints_env = dict(
                 item.split("=", 1) for item in os.environ[ENV_ENDPOINTS].split(",") if "=" in item
             )
-        providers = pick("providers", _env_list(ENV_PROVIDERS))
+        providers, frameworks = registry.choose(
+            pick("providers", _env_list(ENV_PROVIDERS)),
+            pick("frameworks", _env_list(ENV_FRAMEWORKS)),
+            "providers=" if kwargs.get("providers") is not None else ENV_PROVIDERS,
+            "frameworks=" if kwargs.get("frameworks") is not None else ENV_FRAMEWORKS,
+        )
         stream_usage = pick("stream_usage", os.environ.get(ENV_STREAM_USAGE))
         if stream_usage not in ("off", "known", "always"):
             raise ValueError(f"stream_usage must be 'off', 'known' or 'always', not {stream_usage!r}")
@@ -99,7 +107,8 @@ class Options:
             capture_content=bool(pick("capture_content", _env_bool(ENV_CAPTURE))),
             max_content_length=int(pick("max_content_length", _env_int(ENV_MAX_CONTENT))),
             stream_usage=stream_usage,
-            providers=tuple(providers) if providers is not None else None,
+            providers=providers,
+            frameworks=frameworks,
             metric_attributes=tuple(metric_attributes),
             endpoints=dict(pick("endpoints", endpoints_env) or {}),
             prices=kwargs.get("prices"),

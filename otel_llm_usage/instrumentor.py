@@ -16,7 +16,7 @@ import wrapt
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from . import active, console
+from . import active, console, registry
 from ._guard import report
 from .config import Options
 from .options_change import PATCHING, changed_options, describe
@@ -27,24 +27,6 @@ from .rollup import install as install_rollup
 from .rollup import uninstall as uninstall_rollup
 
 log = logging.getLogger(__name__)
-
-
-# provider name -> our module for it. Each module names the client library it patches (`LIBRARY`)
-# and builds its wrappers: `build_wrappers(recorder, options) -> {(module, "Class.method"): fn}`.
-PROVIDERS: dict[str, str] = {
-    "openai": "otel_llm_usage.providers.openai",
-    "anthropic": "otel_llm_usage.providers.anthropic",
-    "bedrock": "otel_llm_usage.providers.bedrock",
-    "litellm": "otel_llm_usage.providers.litellm",
-    "google_genai": "otel_llm_usage.providers.google_genai",
-    "groq": "otel_llm_usage.providers.groq",
-    "cohere": "otel_llm_usage.providers.cohere",
-    "mistralai": "otel_llm_usage.providers.mistral",
-    # agent frameworks: run and session spans around the calls the providers above record
-    "openai_agents": "otel_llm_usage.frameworks.openai_agents",
-    "agno": "otel_llm_usage.frameworks.agno",
-    "openhands": "otel_llm_usage.frameworks.openhands",
-}
 
 
 class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -74,7 +56,6 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         meter_provider = kwargs.pop("meter_provider", None)
         given = {name: value for name, value in kwargs.items() if value is not None}
         options = Options.resolve(given)
-        _check_providers(options)
         self.options = options
         self._given = given
         self._tracer_provider, self._meter_provider = tracer_provider, meter_provider
@@ -98,9 +79,8 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _patch_all(self, options: Options) -> None:
         """Patch each wanted library now if imported, else when the application imports it."""
         self._generation += 1
-        wanted = options.providers if options.providers is not None else tuple(PROVIDERS)
-        for name in wanted:
-            provider = importlib.import_module(PROVIDERS[name])
+        for module_name in registry.selected(options.providers, options.frameworks).values():
+            provider = importlib.import_module(module_name)
             library = provider.LIBRARY
             if library in sys.modules:
                 self._patch(provider, self._generation)
@@ -142,7 +122,6 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         before anything changes."""
         given = {**self._given, **{name: value for name, value in kwargs.items() if value is not None}}
         new = Options.resolve(given)
-        _check_providers(new)
         old, recorder = self.options, self.recorder
         assert old is not None and recorder is not None
         self._given = given
@@ -233,12 +212,6 @@ def _settings(options: Options) -> Settings:
     return Settings(options.capture_content, options.max_content_length, options.metric_attributes)
 
 
-def _check_providers(options: Options) -> None:
-    unknown = [name for name in options.providers or () if name not in PROVIDERS]
-    if unknown:
-        raise ValueError(f"unknown provider(s) {unknown}; known: {sorted(PROVIDERS)}")
-
-
 def _installed(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
@@ -258,7 +231,7 @@ def instrument(
 
     Uses the global tracer and meter providers unless others are given. Options (each also an
     environment variable, see docs/configuration.md): capture_content, max_content_length,
-    stream_usage, providers, metric_attributes, endpoints, prices, rollups, budgets,
+    stream_usage, providers, frameworks, metric_attributes, endpoints, prices, rollups, budgets,
     budget_callback, max_sessions, session_idle_seconds, prometheus_port, anthropic_native_spans,
     console.
 

@@ -13,7 +13,9 @@ from typing import Any
 from .config import Options
 
 # Options the wrappers read when they are built: a change re-patches the client libraries.
-PATCHING = frozenset({"providers", "stream_usage", "endpoints", "anthropic_native_spans", "capture_content"})
+PATCHING = frozenset(
+    {"providers", "frameworks", "stream_usage", "endpoints", "anthropic_native_spans", "capture_content"}
+)
 # Fields of `Options` that follow from others or record where a value came from.
 _NOT_OPTIONS = frozenset({"from_env", "content_on_spans", "content_events"})
 _MAX_TEXT = 200

@@ -20,8 +20,8 @@ from google.genai import types as genai
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from otel_llm_usage.providers import _genai_read as gg
 from otel_llm_usage.providers import anthropic as an
-from otel_llm_usage.providers import google_genai as gg
 from otel_llm_usage.recorder import CallResult
 from otel_llm_usage.usage import TokenUsage
 

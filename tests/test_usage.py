@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otel_llm_usage.providers.openai import usage_from
+from otel_llm_usage.providers._openai_read import usage_from
 from otel_llm_usage.usage import TokenUsage, Usage, as_count
 
 counts = st.one_of(

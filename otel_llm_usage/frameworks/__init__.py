@@ -6,9 +6,10 @@ framework's conversation id names its session. The LLM calls inside are recorded
 hooks (openai, anthropic) as everywhere else; these modules never record a call, so no call is
 counted twice however the framework reaches the model.
 
-A module is registered like a provider: it names the library it needs (`LIBRARY`) and builds its
-wrappers with `build_wrappers(recorder, options) -> {(module, "Class.method"): wrapper}`. Nothing
-here imports a framework; the instrumentor imports it only when it is installed.
+A module is registered like a provider (in `registry.FRAMEWORKS`): it names the library it needs
+(`LIBRARY`) and builds its wrappers with `build_wrappers(recorder, options) -> {(module,
+"Class.method"): wrapper}`. Nothing here imports a framework; the instrumentor imports it only when
+it is installed.
 
 Streamed runs outlive the call that starts them: the framework hands back an iterator (Agno) or a
 result fed by a background task (OpenAI Agents SDK), and the model is called while the caller
@@ -26,15 +27,15 @@ from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any, Protocol, TypeGuard, TypeVar
 
-import wrapt
 from opentelemetry.trace import Status, StatusCode
 
 from .. import semconv as sc
+from .._finalise import arm, finalise
 from .._guard import report
+from .._proxy import ObjectProxy
 from ..rollup import Run
 
 __all__ = [
-    "FRAMEWORKS",
     "AsyncRunStream",
     "DetachedRun",
     "RunEntry",
@@ -43,13 +44,6 @@ __all__ = [
     "in_run_async",
     "is_id",
 ]
-
-# framework name -> our module for it (same contract as instrumentor.PROVIDERS).
-FRAMEWORKS: dict[str, str] = {
-    "openai_agents": "otel_llm_usage.frameworks.openai_agents",
-    "agno": "otel_llm_usage.frameworks.agno",
-    "openhands": "otel_llm_usage.frameworks.openhands",
-}
 
 T = TypeVar("T")
 
@@ -238,7 +232,16 @@ class _InContext:
                 error, value = exc, None
 
 
-class SyncRunStream(wrapt.ObjectProxy[Any]):
+def _close_run(detached: DetachedRun, close: Callable[[], Any] | None) -> None:
+    try:
+        # The generator's own clean-up runs in the run's context, as its body did.
+        if close is not None:
+            detached.call(close)
+    finally:
+        detached.end(None)
+
+
+class SyncRunStream(ObjectProxy):
     """A framework's event iterator whose run ends when it is exhausted, fails, is closed or dropped.
 
     `observe(entry, item)` sees every item the caller gets.
@@ -248,6 +251,7 @@ class SyncRunStream(wrapt.ObjectProxy[Any]):
         super().__init__(wrapped)
         self._self_run = detached
         self._self_observe = observe
+        arm()
 
     def __iter__(self) -> SyncRunStream:
         return self
@@ -285,27 +289,20 @@ class SyncRunStream(wrapt.ObjectProxy[Any]):
 
     def __del__(self) -> None:
         try:
-            detached = self._self_run
-            if detached.done:
-                return
-            try:
-                # The generator's own clean-up runs in the run's context, as its body did.
-                close = getattr(self.__wrapped__, "close", None)
-                if close is not None:
-                    detached.call(close)
-            finally:
-                detached.end(None)
+            if not self._self_run.done:
+                finalise(_close_run, self._self_run, getattr(self.__wrapped__, "close", None))
         except Exception:
             pass
 
 
-class AsyncRunStream(wrapt.ObjectProxy[Any]):
+class AsyncRunStream(ObjectProxy):
     """An async event iterator whose run ends when it is exhausted, fails, is closed or dropped."""
 
     def __init__(self, wrapped: Any, detached: DetachedRun, observe: Observe | None = None) -> None:
         super().__init__(wrapped)
         self._self_run = detached
         self._self_observe = observe
+        arm()
 
     def __aiter__(self) -> AsyncRunStream:
         return self
@@ -344,6 +341,6 @@ class AsyncRunStream(wrapt.ObjectProxy[Any]):
     def __del__(self) -> None:
         # The event loop finalises the abandoned async generator itself; the run ends now.
         try:
-            self._self_run.end(None)
+            finalise(self._self_run.end, None)
         except Exception:
             pass

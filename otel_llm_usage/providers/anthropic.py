@@ -19,16 +19,15 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import wrapt
-
 from .. import semconv as sc
 from .._guard import report
 from ..config import Options
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
-from ..streams import AsyncStreamProxy, SyncStreamProxy
+from ..streams import Accumulator
 from ..usage import TokenUsage, as_count
-from ._fields import get, get_str, json_body, sampling_attributes
-from ._hooks import Args, CallHooks, Kwargs, Plan, replace_arg
+from ._driver import Args, Kwargs, Plan, replace_arg
+from ._fields import get, get_str, sampling_attributes
+from ._stainless import StainlessHooks
 
 LIBRARY = "anthropic"
 TARGETS = (
@@ -256,12 +255,6 @@ class MessageStreamAccumulator:
         )
 
 
-def body_result(http_response: Any, capture_content: bool) -> CallResult | None:
-    """A result from a raw response whose JSON body has been read, or None when it has not been."""
-    data = json_body(http_response)
-    return result_from(data, capture_content) if data is not None else None
-
-
 # --- hooks -----------------------------------------------------------------------------------
 
 
@@ -305,10 +298,11 @@ def without_native_span(client: Any, options: Any, span: Any) -> Any:
     return new
 
 
-class AnthropicHooks(CallHooks):
+class AnthropicHooks(StainlessHooks):
     """The wrappers installed on the SDK, bound to one recorder and its options."""
 
     site = "anthropic"
+    library = LIBRARY
 
     def __init__(self, recorder: Recorder, suppress_native: bool, endpoints: Mapping[str, str]) -> None:
         self.rec = recorder
@@ -331,134 +325,7 @@ class AnthropicHooks(CallHooks):
                 report("anthropic.native_span", exc)
         return Plan(call), args, kwargs
 
-    def handle(self, plan: Plan, result: Any, is_async: bool) -> Any:
-        return self._wrap_result(plan.call, result)
+    extract = staticmethod(result_from)
 
-    def _wrap_result(self, call: LLMCall, result: Any) -> Any:
-        import anthropic
-        from anthropic._response import APIResponse, AsyncAPIResponse
-
-        if isinstance(result, anthropic.Stream):
-            return SyncStreamProxy(result, call, MessageStreamAccumulator(self.capture))
-        if isinstance(result, anthropic.AsyncStream):
-            return AsyncStreamProxy(result, call, MessageStreamAccumulator(self.capture))
-        if isinstance(result, APIResponse | AsyncAPIResponse):
-            # `with_raw_response` has read a plain body already; any other raw response is read later.
-            if not call.req.stream:
-                done = body_result(result.http_response, self.capture)
-                if done is not None:
-                    call.finish(done)
-                    return result
-            proxy = _AsyncRawResponseProxy if isinstance(result, AsyncAPIResponse) else _RawResponseProxy
-            return proxy(result, call, self)
-        call.finish(result_from(result, self.capture))
-        return result
-
-    def wrap_parsed(self, call: LLMCall, parsed: Any) -> Any:
-        import anthropic
-
-        if isinstance(parsed, anthropic.Stream):
-            return SyncStreamProxy(parsed, call, MessageStreamAccumulator(self.capture))
-        if isinstance(parsed, anthropic.AsyncStream):
-            return AsyncStreamProxy(parsed, call, MessageStreamAccumulator(self.capture))
-        call.finish(result_from(parsed, self.capture))
-        return parsed
-
-    def finish_from_body(self, call: LLMCall, raw: Any) -> None:
-        """End a raw response's call from its body if the caller read it, else as incomplete."""
-        if call.done:
-            return
-        result = None if call.req.stream else body_result(getattr(raw, "http_response", None), self.capture)
-        if result is not None:
-            call.finish(result)
-        else:
-            call.finish(None, incomplete=True)
-
-
-class _RawResponseProxy(wrapt.ObjectProxy[Any]):
-    """`with_streaming_response` (and streamed `with_raw_response`): finish on parse, read or close."""
-
-    def __init__(self, wrapped: Any, call: LLMCall, hooks: AnthropicHooks) -> None:
-        super().__init__(wrapped)
-        self._self_call = call
-        self._self_hooks = hooks
-        self._self_parsed: Any = None
-
-    def _self_wrap(self, parsed: Any) -> Any:
-        if self._self_parsed is None:
-            try:
-                self._self_parsed = self._self_hooks.wrap_parsed(self._self_call, parsed)
-            except Exception as exc:
-                report("anthropic.raw_parse", exc)
-                self._self_parsed = parsed
-        return self._self_parsed
-
-    def _self_end(self) -> None:
-        try:
-            self._self_hooks.finish_from_body(self._self_call, self.__wrapped__)
-        except Exception as exc:
-            report("anthropic.raw_end", exc)
-
-    def parse(self, *args: Any, **kwargs: Any) -> Any:
-        parsed = self.__wrapped__.parse(*args, **kwargs)
-        if args or kwargs:  # parsed into the caller's own type: read the usage from the body instead
-            self._self_end()
-            return parsed
-        return self._self_wrap(parsed)
-
-    def read(self) -> Any:
-        data = self.__wrapped__.read()
-        self._self_end()
-        return data
-
-    def json(self) -> Any:
-        data = self.__wrapped__.json()
-        self._self_end()
-        return data
-
-    def text(self) -> Any:
-        data = self.__wrapped__.text()
-        self._self_end()
-        return data
-
-    def close(self) -> Any:
-        try:
-            return self.__wrapped__.close()
-        finally:
-            self._self_end()
-
-    def __del__(self) -> None:
-        try:
-            self._self_end()
-        except Exception:
-            pass
-
-
-class _AsyncRawResponseProxy(_RawResponseProxy):
-    async def parse(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        parsed = await self.__wrapped__.parse(*args, **kwargs)
-        if args or kwargs:
-            self._self_end()
-            return parsed
-        return self._self_wrap(parsed)
-
-    async def read(self) -> Any:  # type: ignore[override]
-        data = await self.__wrapped__.read()
-        self._self_end()
-        return data
-
-    async def json(self) -> Any:  # type: ignore[override]
-        data = await self.__wrapped__.json()
-        self._self_end()
-        return data
-
-    async def text(self) -> Any:  # type: ignore[override]
-        data = await self.__wrapped__.text()
-        self._self_end()
-        return data
-
-    async def close(self) -> Any:  # type: ignore[override]
-        try:
-            return await self.__wrapped__.close()
-        finally:
-            self._self_end()
+    def accumulator(self, call: LLMCall, kind: str) -> Accumulator:
+        return MessageStreamAccumulator(self.capture)

@@ -42,18 +42,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import wrapt
-
 from .. import semconv as sc
 from .._guard import report
-from ..budgets import BudgetExceeded
+from .._proxy import ObjectProxy
 from ..config import Options
-from ..context import in_llm_call
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
-from ..streams import AsyncStreamProxy, SyncStreamProxy
+from ..streams import AsyncStreamProxy, SyncStreamProxy, end
 from ..usage import TokenUsage, as_count
+from ._driver import Args, CallHooks, Kwargs, Plan, send, send_async, skip, start
 from ._fields import get, get_str, jsonable, sampling_attributes
-from ._hooks import Args, CallHooks, Kwargs, Plan, send, send_async
 
 LIBRARY = "cohere"
 _RAW = "cohere.v2.raw_client"
@@ -306,16 +303,13 @@ class ChatStreamHooks:
 
     def start(self, raw_client: Any, kwargs: Kwargs) -> LLMCall | None:
         """Start the call of a stream being entered, or None to pass it through untouched."""
-        if in_llm_call.get():
+        if skip():
             return None
-        try:
-            req = describe_request(raw_client, kwargs, sc.OP_CHAT, True, self.capture, self.endpoints)
-            return None if req is None else self.rec.start(req)
-        except BudgetExceeded:
-            raise
-        except Exception as exc:
-            report("cohere.start", exc)
-            return None
+        return start("cohere", self._start, raw_client, kwargs)
+
+    def _start(self, raw_client: Any, kwargs: Kwargs) -> LLMCall | None:
+        req = describe_request(raw_client, kwargs, sc.OP_CHAT, True, self.capture, self.endpoints)
+        return None if req is None else self.rec.start(req)
 
     def wrap(self, call: LLMCall, response: Any, is_async: bool) -> tuple[Any, ChatStreamAccumulator | None]:
         """The `HttpResponse` the caller gets, its `data` (the events) read as they pass."""
@@ -332,18 +326,11 @@ class ChatStreamHooks:
 
 def _end(call: LLMCall | None, acc: ChatStreamAccumulator | None) -> None:
     """End a stream's call when its context is left, if its events have not ended it already."""
-    if call is None or call.done:
-        return
-    result = None
-    if acc is not None:
-        try:
-            result = acc.result()
-        except Exception as exc:
-            report("cohere.stream_result", exc)
-    call.finish(result, incomplete=not (acc is not None and acc.complete))
+    if call is not None:
+        end(call, acc)
 
 
-class _StreamResponse(wrapt.ObjectProxy[Any]):
+class _StreamResponse(ObjectProxy):
     """The `HttpResponse` of a stream, whose `data` is the instrumented event iterator."""
 
     def __init__(self, wrapped: Any, events: Any) -> None:
@@ -355,7 +342,7 @@ class _StreamResponse(wrapt.ObjectProxy[Any]):
         return self._self_events
 
 
-class _ManagerProxy(wrapt.ObjectProxy[Any]):
+class _ManagerProxy(ObjectProxy):
     """What the stream managers below hold: the call is started and sent when one is entered."""
 
     def __init__(self, wrapped: Any, hooks: ChatStreamHooks, raw_client: Any, kwargs: Kwargs) -> None:

@@ -13,23 +13,21 @@ suspended when its outer one closes, and async ones are finalised by the event l
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
-import wrapt
-
 from .. import semconv as sc
+from .._finalise import arm, finalise
 from .._guard import report
-from ..budgets import BudgetExceeded
+from .._proxy import ObjectProxy
 from ..config import Options
-from ..context import in_llm_call
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
-from ..usage import TokenUsage, as_count
-from ._fields import get, get_str, jsonable, sampling_attributes
-from ._hooks import send, send_async
+from ..streams import AsyncStreamProxy, SyncStreamProxy
+from ._driver import send, send_async, skip, start
+from ._fields import get, jsonable, sampling_attributes
+from ._genai_read import ContentAccumulator, embed_result_from, model_name, result_from
 
 LIBRARY = "google.genai"
 _MODULE = "google.genai.models"
@@ -58,207 +56,6 @@ PROVIDER_VERTEX = "gcp.vertex_ai"
 # The requests of the public stream being advanced right now register here, so that closing or
 # dropping that stream can end them.
 _open_requests: ContextVar[list[Any] | None] = ContextVar("otel_llm_usage_genai_stream", default=None)
-
-
-# --- pure extraction -------------------------------------------------------------------------
-
-
-def _field(obj: Any, snake: str, camel: str) -> Any:
-    """A field of an SDK object (snake_case) or of the raw JSON (camelCase)."""
-    value = get(obj, snake)
-    return get(obj, camel) if value is None else value
-
-
-def _enum_text(value: Any) -> str | None:
-    raw = getattr(value, "value", value)
-    return raw if isinstance(raw, str) and raw else None
-
-
-def _readable(value: object) -> bool:
-    return as_count(value) > 0 or (value == 0 and not isinstance(value, bool))
-
-
-def _audio_tokens(details: Any) -> int:
-    if not isinstance(details, list):
-        return 0
-    total = 0
-    for item in details:
-        if _enum_text(get(item, "modality")) == "AUDIO":
-            total += as_count(_field(item, "token_count", "tokenCount"))
-    return total
-
-
-def usage_from(meta: Any) -> TokenUsage | None:
-    """Normalise `usage_metadata` (`GenerateContentResponseUsageMetadata`, or its JSON) into the ledger.
-
-    `prompt_token_count` includes `cached_content_token_count` and excludes tool results
-    (`tool_use_prompt_token_count`), which are billed as input; `candidates_token_count` excludes
-    `thoughts_token_count`, which is billed as output. Their sum is `total_token_count`.
-    """
-    if meta is None:
-        return None
-    prompt = _field(meta, "prompt_token_count", "promptTokenCount")
-    candidates = _field(meta, "candidates_token_count", "candidatesTokenCount")
-    thoughts = _field(meta, "thoughts_token_count", "thoughtsTokenCount")
-    tool_use = _field(meta, "tool_use_prompt_token_count", "toolUsePromptTokenCount")
-    if not any(_readable(v) for v in (prompt, candidates, thoughts, tool_use)):
-        return None
-    reasoning = as_count(thoughts)
-    return TokenUsage.normalised(
-        input=as_count(prompt) + as_count(tool_use),
-        output=as_count(candidates) + reasoning,
-        cache_read=as_count(_field(meta, "cached_content_token_count", "cachedContentTokenCount")),
-        reasoning=reasoning,
-        input_audio=_audio_tokens(_field(meta, "prompt_tokens_details", "promptTokensDetails"))
-        + _audio_tokens(_field(meta, "tool_use_prompt_tokens_details", "toolUsePromptTokensDetails")),
-        output_audio=_audio_tokens(_field(meta, "candidates_tokens_details", "candidatesTokensDetails")),
-    )
-
-
-def _has_counts(meta: Any) -> bool:
-    return (
-        get(meta, "prompt_token_count") is not None
-        or get(meta, "candidates_token_count") is not None
-        or get(meta, "thoughts_token_count") is not None
-        or get(meta, "tool_use_prompt_token_count") is not None
-    )
-
-
-def finish_reason_text(reason: Any) -> str | None:
-    """`FinishReason.STOP` -> "stop", `MAX_TOKENS` -> "max_tokens", like the conventions' examples."""
-    text = _enum_text(reason)
-    return text.lower().removeprefix("finish_reason_") if text else None
-
-
-def model_name(model: object) -> str | None:
-    """The model id of any name form the SDK accepts ("models/x", "publishers/google/models/x", ...)."""
-    if not isinstance(model, str) or not model:
-        return None
-    if model.startswith(("projects/", "publishers/")) and "/models/" in model:
-        return model.rsplit("/models/", 1)[1] or model
-    return model.removeprefix("models/") or model
-
-
-def _candidate_text(candidate: Any) -> str:
-    content = get(candidate, "content")
-    parts = get(content, "parts")
-    if not isinstance(parts, list):
-        return ""
-    return "".join(
-        text for part in parts if not get(part, "thought") and isinstance(text := get(part, "text"), str)
-    )
-
-
-def result_from(response: Any, capture_content: bool = False) -> CallResult:
-    """Read a `GenerateContentResponse`, or the raw JSON of one."""
-    meta = _field(response, "usage_metadata", "usageMetadata")
-    candidates = get(response, "candidates")
-    if meta is None and candidates is None:
-        raw = _raw_body(response)
-        if raw is not None:
-            return result_from(raw, capture_content)
-    reasons: list[str] = []
-    output: list[dict[str, Any]] | None = [] if capture_content else None
-    if isinstance(candidates, list):
-        for candidate in candidates:
-            reason = finish_reason_text(_field(candidate, "finish_reason", "finishReason"))
-            if reason:
-                reasons.append(reason)
-            if output is not None:
-                output.append(
-                    {"role": "assistant", "content": _candidate_text(candidate), "finish_reason": reason}
-                )
-    return CallResult(
-        response_model=model_name(_field(response, "model_version", "modelVersion")),
-        response_id=get_str(response, "response_id") or get_str(response, "responseId"),
-        finish_reasons=reasons or None,
-        usage=usage_from(meta),
-        output_messages=output or None,
-    )
-
-
-def _raw_body(response: Any) -> dict[str, Any] | None:
-    """The JSON body of a response returned raw (`should_return_http_response`)."""
-    body = get(get(response, "sdk_http_response"), "body")
-    if not isinstance(body, str) or not body:
-        return None
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):  # not JSON (a proxy's error page): nothing to read
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def embed_result_from(response: Any) -> CallResult:
-    """Read an `EmbedContentResponse`: `usage_metadata` (Gemini API, Vertex AI embedContent), else the
-    per-embedding `statistics.token_count` of Vertex AI's predict endpoint."""
-    meta = get(response, "usage_metadata")
-    prompt = _field(meta, "prompt_token_count", "promptTokenCount")
-    usage: TokenUsage | None = None
-    if _readable(prompt):
-        details = _field(meta, "prompt_tokens_details", "promptTokensDetails")
-        usage = TokenUsage.normalised(input=as_count(prompt), input_audio=_audio_tokens(details))
-    else:
-        embeddings = get(response, "embeddings")
-        entries = embeddings if isinstance(embeddings, list) else ()
-        counts = [get(get(e, "statistics"), "token_count") for e in entries]
-        if counts and any(_readable(c) for c in counts):
-            usage = TokenUsage.normalised(input=sum(as_count(c) for c in counts))
-    return CallResult(usage=usage)
-
-
-class ContentAccumulator:
-    """Streamed `GenerateContentResponse` chunks of one request.
-
-    Each chunk may carry `usage_metadata`; the counts are running totals of the request, so the
-    last one seen wins (a chunk without counts never erases earlier ones).
-    """
-
-    __slots__ = ("complete", "id", "meta", "model", "reasons", "text")
-
-    def __init__(self, capture_content: bool) -> None:
-        self.complete = False
-        self.model: str | None = None
-        self.id: str | None = None
-        self.meta: Any = None
-        self.reasons: dict[int, str] | None = None
-        self.text: list[str] | None = [] if capture_content else None
-
-    def add(self, chunk: Any) -> bool:
-        if self.model is None:
-            self.model = chunk.model_version
-            self.id = chunk.response_id
-        meta = chunk.usage_metadata
-        if meta is not None and _has_counts(meta):
-            self.meta = meta
-        candidates = chunk.candidates
-        if candidates:
-            for position, candidate in enumerate(candidates):
-                reason = candidate.finish_reason
-                if reason is not None:
-                    if self.reasons is None:
-                        self.reasons = {}
-                    index = candidate.index
-                    self.reasons[index if isinstance(index, int) else position] = (
-                        finish_reason_text(reason) or ""
-                    )
-                    self.complete = True
-            if self.text is not None:
-                self.text.append(_candidate_text(candidates[0]))
-        return False
-
-    def result(self) -> CallResult:
-        reasons = [r for _, r in sorted(self.reasons.items()) if r] if self.reasons else None
-        output = None
-        if self.text is not None:
-            output = [{"role": "assistant", "content": "".join(self.text)}]
-        return CallResult(
-            response_model=model_name(self.model),
-            response_id=self.id if isinstance(self.id, str) and self.id else None,
-            finish_reasons=reasons or None,
-            usage=usage_from(self.meta),
-            output_messages=output,
-        )
 
 
 # --- request description ---------------------------------------------------------------------
@@ -351,14 +148,12 @@ class GenAIHooks:
         self.capture = recorder.settings.capture_content
 
     def _begin(self, models: Any, kwargs: dict[str, Any], operation: str, stream: bool) -> LLMCall | None:
-        try:
-            req = describe_request(models, kwargs, operation, stream, self.capture, self.endpoints)
-            return self.rec.start(req)
-        except BudgetExceeded:
-            raise
-        except Exception as exc:
-            report("google_genai.start", exc)
-            return None
+        return start("google_genai", self._start, models, kwargs, operation, stream)
+
+    def _start(self, models: Any, kwargs: dict[str, Any], operation: str, stream: bool) -> LLMCall:
+        return self.rec.start(
+            describe_request(models, kwargs, operation, stream, self.capture, self.endpoints)
+        )
 
     def _finish(self, call: LLMCall, response: Any, read: Callable[[Any], CallResult]) -> None:
         try:
@@ -376,7 +171,7 @@ class GenAIHooks:
     def _sync_call(
         self, wrapped: Any, models: Any, args: Any, kwargs: dict[str, Any], operation: str, read: Any
     ) -> Any:
-        if in_llm_call.get():
+        if skip():
             return wrapped(*args, **kwargs)
         call = self._begin(models, kwargs, operation, False)
         if call is None:
@@ -388,7 +183,7 @@ class GenAIHooks:
     async def _async_call(
         self, wrapped: Any, models: Any, args: Any, kwargs: dict[str, Any], operation: str, read: Any
     ) -> Any:
-        if in_llm_call.get():
+        if skip():
             return await wrapped(*args, **kwargs)
         call = self._begin(models, kwargs, operation, False)
         if call is None:
@@ -414,7 +209,7 @@ class GenAIHooks:
     # One streamed request.
 
     def sync_stream(self, wrapped: Any, instance: Any, args: Any, kwargs: dict[str, Any]) -> Any:
-        if in_llm_call.get():
+        if skip():
             return wrapped(*args, **kwargs)
         call = self._begin(instance, kwargs, sc.OP_GENERATE_CONTENT, True)
         if call is None:
@@ -424,22 +219,24 @@ class GenAIHooks:
         except BaseException as exc:
             call.fail(exc)
             raise
-        return _track(_SyncRequest(chunks, call, ContentAccumulator(self.capture)), call, chunks)
+        return _track(
+            SyncStreamProxy(chunks, call, ContentAccumulator(self.capture), sends=True), call, chunks
+        )
 
     async def async_stream(self, wrapped: Any, instance: Any, args: Any, kwargs: dict[str, Any]) -> Any:
-        if in_llm_call.get():
+        if skip():
             return await wrapped(*args, **kwargs)
         call = self._begin(instance, kwargs, sc.OP_GENERATE_CONTENT, True)
         if call is None:
             return await wrapped(*args, **kwargs)
         chunks = await send_async(call, wrapped(*args, **kwargs))
-        return _track(_AsyncRequest(chunks, call, ContentAccumulator(self.capture)), call, chunks)
+        return _track(AsyncStreamProxy(chunks, call, ContentAccumulator(self.capture)), call, chunks)
 
     # The caller's stream, only for its lifetime.
 
     def sync_public_stream(self, wrapped: Any, instance: Any, args: Any, kwargs: dict[str, Any]) -> Any:
         chunks = wrapped(*args, **kwargs)
-        if in_llm_call.get():
+        if skip():
             return chunks
         try:
             return _SyncStream(chunks)
@@ -451,7 +248,7 @@ class GenAIHooks:
         self, wrapped: Any, instance: Any, args: Any, kwargs: dict[str, Any]
     ) -> Any:
         chunks = await wrapped(*args, **kwargs)
-        if in_llm_call.get():
+        if skip():
             return chunks
         try:
             return _AsyncStream(chunks)
@@ -472,127 +269,13 @@ def _track(request: Any, call: LLMCall, chunks: Any) -> Any:
         return chunks
 
 
-def _result(acc: ContentAccumulator) -> CallResult | None:
-    try:
-        return acc.result()
-    except Exception as exc:
-        report("google_genai.stream_result", exc)
-        return None
-
-
-def _add(acc: ContentAccumulator, chunk: Any) -> None:
-    try:
-        acc.add(chunk)
-    except Exception as exc:
-        report("google_genai.chunk", exc)
-
-
-class _SyncRequest:
-    """The chunks of one streamed request, as the SDK's own generator yields them to the SDK."""
-
-    __slots__ = ("_acc", "_call", "_chunks", "_sent")
-
-    def __init__(self, chunks: Any, call: LLMCall, acc: ContentAccumulator) -> None:
-        self._chunks = chunks
-        self._call = call
-        self._acc = acc
-        self._sent = False
-
-    def __iter__(self) -> _SyncRequest:
-        return self
-
-    def __next__(self) -> Any:
-        call = self._call
-        token = None
-        if not self._sent:
-            # The first step sends the request: make the span current for the HTTP client's spans.
-            self._sent = True
-            token = in_llm_call.set(True)
-            call.activate()
-        try:
-            chunk = self._chunks.__next__()
-        except StopIteration:
-            self.end(exhausted=True)
-            raise
-        except BaseException as exc:
-            call.fail(exc, _result(self._acc))
-            raise
-        finally:
-            if token is not None:
-                call.deactivate()
-                in_llm_call.reset(token)
-        _add(self._acc, chunk)
-        call.chunk()
-        return chunk
-
-    def close(self) -> None:
-        try:
-            self._chunks.close()
-        finally:
-            self.end()
-
-    def end(self, exhausted: bool = False) -> None:
-        call = self._call
-        if not call.done:
-            call.finish(_result(self._acc), incomplete=not (exhausted or self._acc.complete))
-
-    def __del__(self) -> None:
-        try:
-            self.end()
-        except Exception:
-            pass
-
-
-class _AsyncRequest:
-    """The chunks of one streamed request (async); the request was sent before this was made."""
-
-    __slots__ = ("_acc", "_call", "_chunks")
-
-    def __init__(self, chunks: Any, call: LLMCall, acc: ContentAccumulator) -> None:
-        self._chunks = chunks
-        self._call = call
-        self._acc = acc
-
-    def __aiter__(self) -> _AsyncRequest:
-        return self
-
-    async def __anext__(self) -> Any:
-        try:
-            chunk = await self._chunks.__anext__()
-        except StopAsyncIteration:
-            self.end(exhausted=True)
-            raise
-        except BaseException as exc:
-            self._call.fail(exc, _result(self._acc))
-            raise
-        _add(self._acc, chunk)
-        self._call.chunk()
-        return chunk
-
-    async def aclose(self) -> None:
-        try:
-            await self._chunks.aclose()
-        finally:
-            self.end()
-
-    def end(self, exhausted: bool = False) -> None:
-        call = self._call
-        if not call.done:
-            call.finish(_result(self._acc), incomplete=not (exhausted or self._acc.complete))
-
-    def __del__(self) -> None:
-        try:
-            self.end()
-        except Exception:
-            pass
-
-
-class _SyncStream(wrapt.ObjectProxy[Any]):
+class _SyncStream(ObjectProxy):
     """The generator `generate_content_stream` returned; ends its requests when it ends."""
 
     def __init__(self, wrapped: Any) -> None:
         super().__init__(wrapped)
         self._self_requests: list[Any] = []
+        arm()
 
     def __iter__(self) -> _SyncStream:
         return self
@@ -625,21 +308,22 @@ class _SyncStream(wrapt.ObjectProxy[Any]):
     def _self_end(self) -> None:
         requests = self._self_requests
         while requests:
-            requests.pop().end()
+            requests.pop()._self_end()
 
     def __del__(self) -> None:
         try:
-            self._self_end()
+            finalise(self._self_end)
         except Exception:
             pass
 
 
-class _AsyncStream(wrapt.ObjectProxy[Any]):
+class _AsyncStream(ObjectProxy):
     """The async generator `generate_content_stream` returned; ends its requests when it ends."""
 
     def __init__(self, wrapped: Any) -> None:
         super().__init__(wrapped)
         self._self_requests: list[Any] = []
+        arm()
 
     def __aiter__(self) -> _AsyncStream:
         return self
@@ -683,10 +367,10 @@ class _AsyncStream(wrapt.ObjectProxy[Any]):
     def _self_end(self) -> None:
         requests = self._self_requests
         while requests:
-            requests.pop().end()
+            requests.pop()._self_end()
 
     def __del__(self) -> None:
         try:
-            self._self_end()
+            finalise(self._self_end)
         except Exception:
             pass

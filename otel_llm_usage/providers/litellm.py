@@ -28,9 +28,10 @@ from ..context import in_llm_call
 from ..recorder import CallRequest, CallResult, Recorder
 from ..streams import AsyncStreamProxy, SyncStreamProxy
 from ..usage import TokenUsage, as_count
+from . import _openai_read as openai_read
 from . import openai as openai_provider
+from ._driver import Args, CallHooks, Kwargs, Plan, replace_arg
 from ._fields import as_cost, get, get_str
-from ._hooks import Args, CallHooks, Kwargs, Plan, replace_arg
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def usage_from(usage: Any) -> TokenUsage | None:
     with the raw Anthropic fields as a fallback. The 1-hour share of cache writes is in
     `prompt_tokens_details.cache_creation_token_details.ephemeral_1h_input_tokens`.
     """
-    base = openai_provider.usage_from(usage)
+    base = openai_read.usage_from(usage)
     if base is None:
         return None
     details = get(usage, "prompt_tokens_details") or get(usage, "input_tokens_details")
@@ -169,7 +170,7 @@ def _response_model(response: Any) -> str | None:
 
 def result_from(response: Any, capture_content: bool = False) -> CallResult:
     """Read a non-streamed litellm response: `ModelResponse`, `EmbeddingResponse` or responses API."""
-    result = openai_provider.result_from(response, capture_content)
+    result = openai_read.result_from(response, capture_content)
     usage_obj = get(response, "usage")
     result.usage = usage_from(usage_obj)
     result.response_model = _response_model(response)
@@ -178,7 +179,7 @@ def result_from(response: Any, capture_content: bool = False) -> CallResult:
     return result
 
 
-class ChunkAccumulator(openai_provider.ChunkAccumulator):
+class ChunkAccumulator(openai_read.ChunkAccumulator):
     """litellm chat chunks: usage (with litellm's cost) arrives in a last chunk without choices.
 
     litellm's chunks have no `usage` attribute until then, so every read is a `getattr`.
@@ -236,7 +237,7 @@ def _carries_nothing(choices: Any) -> bool:
     return True
 
 
-class ResponsesAccumulator(openai_provider.ResponsesAccumulator):
+class ResponsesAccumulator(openai_read.ResponsesAccumulator):
     """Responses API events: the final `response.completed` carries usage and litellm's cost."""
 
     __slots__ = ()

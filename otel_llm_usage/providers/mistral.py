@@ -29,8 +29,8 @@ from ..config import Options
 from ..recorder import CallRequest, CallResult, Recorder
 from ..streams import AsyncStreamProxy, SyncStreamProxy
 from ..usage import TokenUsage, as_count
+from ._driver import Args, CallHooks, Kwargs, Plan
 from ._fields import get, get_str, jsonable, sampling_attributes
-from ._hooks import Args, CallHooks, Kwargs, Plan
 
 PROVIDER = "mistral_ai"
 

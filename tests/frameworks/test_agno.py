@@ -24,9 +24,8 @@ from opentelemetry.trace import StatusCode
 
 import otel_llm_usage
 from emulators import AnthropicEmulator, AnthropicReply, Reply
-from otel_llm_usage import instrumentor
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.frameworks import FRAMEWORKS
+from otel_llm_usage.registry import FRAMEWORKS
 from otel_llm_usage.runs import current_run, session_usage
 from tests.conftest import Telemetry, make_telemetry
 
@@ -41,7 +40,7 @@ KINDS = ("openai_chat", "openai_responses", "claude")
 @pytest.fixture
 def telemetry(monkeypatch: pytest.MonkeyPatch) -> Iterator[Telemetry]:
     """Instrumented with Agno registered as the instrumentor registers it."""
-    monkeypatch.setitem(instrumentor.PROVIDERS, "agno", FRAMEWORKS["agno"])
+    assert FRAMEWORKS["agno"] == "otel_llm_usage.frameworks.agno"
     yield make_telemetry()
     otel_llm_usage.uninstrument()
 
@@ -328,9 +327,6 @@ def test_patched_when_imported_after_instrument() -> None:
     """`instrument()` does not import the framework; importing it later patches it."""
     script = """
 import sys
-from otel_llm_usage import instrumentor
-from otel_llm_usage.frameworks import FRAMEWORKS
-instrumentor.PROVIDERS.update(FRAMEWORKS)
 import otel_llm_usage
 otel_llm_usage.instrument()
 if "agno" in sys.modules:

@@ -41,10 +41,9 @@ from opentelemetry.trace import StatusCode
 
 import otel_llm_usage
 from emulators import Reply
-from otel_llm_usage import instrumentor
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.frameworks import FRAMEWORKS
 from otel_llm_usage.frameworks.openai_agents import session_id_of
+from otel_llm_usage.registry import FRAMEWORKS
 from otel_llm_usage.runs import current_run, session, session_usage
 from tests.conftest import Telemetry, make_telemetry
 
@@ -57,7 +56,7 @@ KINDS = ("responses", "chat")
 @pytest.fixture
 def instrument_agents(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """`instrument(**options)` with the Agents SDK registered as the instrumentor registers it."""
-    monkeypatch.setitem(instrumentor.PROVIDERS, "openai_agents", FRAMEWORKS["openai_agents"])
+    assert FRAMEWORKS["openai_agents"] == "otel_llm_usage.frameworks.openai_agents"
     yield make_telemetry
     otel_llm_usage.uninstrument()
 
@@ -503,9 +502,6 @@ def test_patched_when_imported_after_instrument() -> None:
     """`instrument()` does not import the framework; importing it later patches it."""
     script = """
 import sys
-from otel_llm_usage import instrumentor
-from otel_llm_usage.frameworks import FRAMEWORKS
-instrumentor.PROVIDERS.update(FRAMEWORKS)
 import otel_llm_usage
 otel_llm_usage.instrument()
 if "agents" in sys.modules:

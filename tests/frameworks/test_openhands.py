@@ -11,7 +11,9 @@ conversation.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -45,9 +47,9 @@ from pydantic import SecretStr
 
 import otel_llm_usage
 from emulators import OpenAIEmulator, Reply
-from otel_llm_usage import instrumentor
 from otel_llm_usage import semconv as sc
 from otel_llm_usage.frameworks import openhands as integration
+from otel_llm_usage.registry import FRAMEWORKS
 from otel_llm_usage.runs import session_usage, usage_summary
 from otel_llm_usage.usage import Usage
 from tests.conftest import Telemetry, make_telemetry
@@ -61,7 +63,7 @@ RESPONSES_MODEL = "openai/gpt-5"  # OpenHands sends GPT-5 models through litellm
 @pytest.fixture
 def telemetry(monkeypatch: pytest.MonkeyPatch) -> Iterator[Telemetry]:
     """Instrumented with the OpenHands integration registered as the instrumentor registers it."""
-    monkeypatch.setitem(instrumentor.PROVIDERS, "openhands", MODULE)
+    assert FRAMEWORKS["openhands"] == MODULE
     yield make_telemetry()
     otel_llm_usage.uninstrument()
 
@@ -109,6 +111,17 @@ def assert_usage_is_openhands(ours: Usage | Any, metrics: Any) -> None:
     assert ours.cache_read_tokens == tokens.cache_read_tokens
     assert ours.cost_usd == pytest.approx(metrics.accumulated_cost, rel=1e-12)
     assert ours.requests == len(metrics.costs)
+
+
+# The newest release verified here. `make test-openhands` installs `openhands-sdk>=` this, and this
+# test fails if an environment resolved to an older one (as it did while wrapt>=2 was required).
+OPENHANDS_FLOOR = (1, 58, 2)
+
+
+def test_the_current_openhands_sdk_is_installed() -> None:
+    installed = importlib.metadata.version("openhands-sdk")
+    numbers = tuple(int(part) for part in re.findall(r"\d+", installed)[:3])
+    assert numbers >= OPENHANDS_FLOOR, f"openhands-sdk {installed} is older than {OPENHANDS_FLOOR}"
 
 
 def test_laminar_tracing_is_off() -> None:
@@ -288,7 +301,7 @@ def test_litellm_left_out_records_no_call(
     monkeypatch: pytest.MonkeyPatch, openai_emulator: OpenAIEmulator, tmp_path: Path
 ) -> None:
     """`providers` without litellm: runs and sessions, but no call spans, for either litellm API."""
-    monkeypatch.setitem(instrumentor.PROVIDERS, "openhands", MODULE)
+    assert FRAMEWORKS["openhands"] == MODULE
     telemetry = make_telemetry(providers=["openhands"])
     try:
         push(openai_emulator, 2)
@@ -364,8 +377,6 @@ import sys
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from otel_llm_usage import instrumentor
-instrumentor.PROVIDERS["openhands"] = {MODULE!r}
 import otel_llm_usage
 from emulators import OpenAIEmulator, Reply
 exporter = InMemorySpanExporter()

@@ -103,7 +103,7 @@ def create(c: anthropic.Anthropic, **kw: Any) -> Any:
 
 
 def test_provider_is_registered() -> None:
-    from otel_llm_usage.instrumentor import PROVIDERS
+    from otel_llm_usage.registry import PROVIDERS
 
     assert PROVIDERS.get("anthropic") == "otel_llm_usage.providers.anthropic"
     assert "anthropic_native_spans" in {f.name for f in dataclasses.fields(Options)}
@@ -773,7 +773,7 @@ def test_internal_failure_never_reaches_the_caller(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("extractor bug")
 
-    monkeypatch.setattr(provider, "result_from", broken)
+    monkeypatch.setattr(provider.AnthropicHooks, "extract", staticmethod(broken))
     monkeypatch.setattr(provider.MessageStreamAccumulator, "add", broken)
     c = client(emu)
     assert create(c).content

@@ -29,6 +29,7 @@ from emulators import BedrockEmulator, BedrockReply
 from otel_llm_usage import semconv as sc
 from otel_llm_usage._guard import reported_sites
 from otel_llm_usage.context import in_llm_call
+from otel_llm_usage.providers import _bedrock_read as read
 from otel_llm_usage.providers import bedrock as provider
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -112,7 +113,7 @@ def aws_price(model: str, **usage: int) -> float:
 
 
 def test_provider_is_registered() -> None:
-    from otel_llm_usage.instrumentor import PROVIDERS
+    from otel_llm_usage.registry import PROVIDERS
 
     assert PROVIDERS.get("bedrock") == "otel_llm_usage.providers.bedrock"
     assert provider.LIBRARY == "botocore"
@@ -726,13 +727,13 @@ def test_internal_failure_never_reaches_the_caller(
 
     monkeypatch.setattr(provider, "converse_result", broken)
     monkeypatch.setattr(provider, "describe_request", broken)
-    monkeypatch.setattr(provider.ConverseStreamAccumulator, "add", broken)
+    monkeypatch.setattr(read.ConverseStreamAccumulator, "add", broken)
     c = client(emu)
     assert converse(c)["output"]["message"]["content"]  # describe_request fails: passed through
     assert telemetry.llm_spans() == []
     monkeypatch.undo()
     monkeypatch.setattr(provider, "converse_result", broken)
-    monkeypatch.setattr(provider.ConverseStreamAccumulator, "add", broken)
+    monkeypatch.setattr(read.ConverseStreamAccumulator, "add", broken)
     assert converse(c)["stopReason"] == "end_turn"
     assert next(iter(list(converse_stream(c)["stream"])[-1])) == "metadata"
     assert len(telemetry.llm_spans()) == 2
@@ -777,7 +778,7 @@ def test_patched_when_the_application_imports_boto3() -> None:
 
 
 def test_usage_from_converse_and_nova_shapes() -> None:
-    assert provider.usage_from(None) is None and provider.usage_from({}) is None
+    assert read.usage_from(None) is None and read.usage_from({}) is None
     converse_usage = {
         "inputTokens": 3,
         "outputTokens": 7,
@@ -786,7 +787,7 @@ def test_usage_from_converse_and_nova_shapes() -> None:
         "cacheWriteInputTokens": 11,
         "cacheDetails": [{"ttl": "1h", "inputTokens": 6}, {"ttl": "5m", "inputTokens": 5}],
     }
-    usage = provider.usage_from(converse_usage)
+    usage = read.usage_from(converse_usage)
     assert usage is not None and usage.valid()
     assert (usage.input, usage.cache_read, usage.cache_write, usage.cache_write_1h, usage.output) == (
         18,
@@ -796,11 +797,11 @@ def test_usage_from_converse_and_nova_shapes() -> None:
         7,
     )
     assert usage.total == converse_usage["totalTokens"]  # Bedrock's total counts the cache
-    details_only = provider.usage_from(
+    details_only = read.usage_from(
         {"inputTokens": 1, "outputTokens": 1, "cacheDetails": converse_usage["cacheDetails"]}
     )
     assert details_only is not None and (details_only.input, details_only.cache_write_1h) == (12, 6)
-    nova = provider.usage_from(
+    nova = read.usage_from(
         {"inputTokens": 10, "outputTokens": 2, "cacheReadInputTokenCount": 5, "cacheWriteInputTokenCount": 1}
     )
     assert nova is not None and (nova.input, nova.cache_read, nova.cache_write) == (16, 5, 1)
@@ -813,28 +814,28 @@ def test_header_and_metrics_usage() -> None:
         "x-amzn-bedrock-cache-read-input-token-count": "5000",
         "x-amzn-bedrock-cache-write-input-token-count": "1000",
     }
-    usage = provider.header_usage(headers)
+    usage = read.header_usage(headers)
     assert usage is not None and (usage.input, usage.cache_read, usage.cache_write, usage.output) == (
         6300,
         5000,
         1000,
         400,
     )
-    assert provider.header_usage({"x-amzn-bedrock-input-token-count": "many"}) is None
-    assert provider.header_usage(None) is None
+    assert read.header_usage({"x-amzn-bedrock-input-token-count": "many"}) is None
+    assert read.header_usage(None) is None
     metrics = {"inputTokenCount": 3, "outputTokenCount": 2, "cacheReadInputTokenCount": 10}
-    assert provider.metrics_usage(metrics) == provider.TokenUsage(input=13, output=2, cache_read=10)
-    assert provider.metrics_usage({"invocationLatency": 5}) is None
+    assert read.metrics_usage(metrics) == read.TokenUsage(input=13, output=2, cache_read=10)
+    assert read.metrics_usage({"invocationLatency": 5}) is None
 
 
 def test_foundation_model() -> None:
-    assert provider.foundation_model(US_CLAUDE) == CLAUDE
-    assert provider.foundation_model(GLOBAL_CLAUDE) == CLAUDE
-    assert provider.foundation_model(f"us-gov.{CLAUDE}") == CLAUDE
-    assert provider.foundation_model(CLAUDE) == CLAUDE
-    assert provider.foundation_model(f"arn:aws:bedrock:eu-west-1::foundation-model/{CLAUDE}") == CLAUDE
-    assert provider.foundation_model(f"arn:aws:bedrock:eu-west-1:1:inference-profile/eu.{CLAUDE}") == CLAUDE
-    assert provider.foundation_model("acme.unknown-model-v1:0") == "acme.unknown-model-v1:0"
+    assert read.foundation_model(US_CLAUDE) == CLAUDE
+    assert read.foundation_model(GLOBAL_CLAUDE) == CLAUDE
+    assert read.foundation_model(f"us-gov.{CLAUDE}") == CLAUDE
+    assert read.foundation_model(CLAUDE) == CLAUDE
+    assert read.foundation_model(f"arn:aws:bedrock:eu-west-1::foundation-model/{CLAUDE}") == CLAUDE
+    assert read.foundation_model(f"arn:aws:bedrock:eu-west-1:1:inference-profile/eu.{CLAUDE}") == CLAUDE
+    assert read.foundation_model("acme.unknown-model-v1:0") == "acme.unknown-model-v1:0"
 
 
 json_values = st.recursive(
@@ -872,13 +873,13 @@ def test_usage_extraction_never_raises_and_is_valid(
 ) -> None:
     with_details = {**payload, "cacheDetails": cache_details}
     for ledger in (
-        provider.usage_from(payload),
-        provider.usage_from(with_details),
-        provider.metrics_usage(payload),
-        provider.header_usage(payload),
-        provider.llama_usage(payload),
-        provider.body_usage(payload, payload),
-        provider.body_usage({"usage": with_details}, None),
+        read.usage_from(payload),
+        read.usage_from(with_details),
+        read.metrics_usage(payload),
+        read.header_usage(payload),
+        read.llama_usage(payload),
+        read.body_usage(payload, payload),
+        read.body_usage({"usage": with_details}, None),
     ):
         assert ledger is None or ledger.valid()
 
@@ -893,8 +894,8 @@ events = st.one_of(payloads, st.dictionaries(event_keys, st.one_of(json_values, 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(events, max_size=6), st.booleans())
 def test_stream_accumulators_never_raise(chunks: list[dict[str, Any]], capture: bool) -> None:
-    invoke_acc = provider.InvokeStreamAccumulator(capture)
-    converse_acc = provider.ConverseStreamAccumulator(capture)
+    invoke_acc = read.InvokeStreamAccumulator(capture)
+    converse_acc = read.ConverseStreamAccumulator(capture)
     for chunk in chunks:
         assert invoke_acc.add({"chunk": {"bytes": json.dumps(chunk, default=str).encode()}}) is False
         assert converse_acc.add(chunk) is False

@@ -105,7 +105,7 @@ def dumps(events: list[Any]) -> list[Any]:
 
 
 def test_provider_is_registered() -> None:
-    from otel_llm_usage.instrumentor import PROVIDERS
+    from otel_llm_usage.registry import PROVIDERS
 
     assert PROVIDERS.get("cohere") == "otel_llm_usage.providers.cohere"
     assert provider.LIBRARY == "cohere"

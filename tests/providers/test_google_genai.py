@@ -101,8 +101,8 @@ def google_price(model: str, **usage: int) -> float:
 
 
 def test_provider_is_registered() -> None:
-    from otel_llm_usage.instrumentor import PROVIDERS
     from otel_llm_usage.providers import google_genai
+    from otel_llm_usage.registry import PROVIDERS
 
     assert PROVIDERS.get("google_genai") == "otel_llm_usage.providers.google_genai"
     assert google_genai.LIBRARY == "google.genai"
@@ -134,7 +134,7 @@ details = st.lists(
     )
 )
 def test_usage_from_any_json_keeps_the_invariants(raw: dict[str, Any]) -> None:
-    from otel_llm_usage.providers.google_genai import usage_from
+    from otel_llm_usage.providers._genai_read import usage_from
 
     usage = usage_from(raw)
     if usage is not None:
@@ -163,13 +163,13 @@ def test_usage_from_any_json_keeps_the_invariants(raw: dict[str, Any]) -> None:
     ],
 )
 def test_model_name_forms(given_name: str, expected: str | None) -> None:
-    from otel_llm_usage.providers.google_genai import model_name
+    from otel_llm_usage.providers._genai_read import model_name
 
     assert model_name(given_name) == expected
 
 
 def test_finish_reason_text() -> None:
-    from otel_llm_usage.providers.google_genai import finish_reason_text
+    from otel_llm_usage.providers._genai_read import finish_reason_text
 
     assert finish_reason_text(types.FinishReason.MAX_TOKENS) == "max_tokens"
     assert finish_reason_text("FINISH_REASON_UNSPECIFIED") == "unspecified"
@@ -289,6 +289,19 @@ def test_missing_usage_is_marked_not_invented(telemetry: Any, gemini: GeminiEmul
     assert a[sc.USAGE_SOURCE] == "missing"
     assert sc.USAGE_INPUT_TOKENS not in a and sc.USAGE_COST not in a
     assert telemetry.points(sc.METRIC_TOKEN_USAGE) == []
+
+
+def test_suppressed_instrumentation_records_nothing(telemetry: Any, gemini: GeminiEmulator) -> None:
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    gemini.push(GeminiReply(prompt_tokens=9), GeminiReply(prompt_tokens=9, chunks=3))
+    with suppress_instrumentation():
+        client(gemini).models.generate_content(model="gemini-2.5-flash", contents=QUESTION)
+        chunks = list(
+            client(gemini).models.generate_content_stream(model="gemini-2.5-flash", contents=QUESTION)
+        )
+    assert len(chunks) == 3
+    assert telemetry.llm_spans() == [] and telemetry.points(sc.METRIC_TOKEN_USAGE) == []
 
 
 def test_no_candidates_count_is_zero_output_not_missing(telemetry: Any, gemini: GeminiEmulator) -> None:

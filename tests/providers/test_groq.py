@@ -27,6 +27,7 @@ from emulators import GroqEmulator, GroqReply, OpenAIEmulator, Reply
 from otel_llm_usage import semconv as sc
 from otel_llm_usage._guard import reported_sites
 from otel_llm_usage.context import in_llm_call
+from otel_llm_usage.providers import _openai_read as openai_read
 from otel_llm_usage.providers import groq as provider
 from otel_llm_usage.providers import openai as openai_provider
 from otel_llm_usage.usage import TokenUsage
@@ -75,7 +76,7 @@ def by_start(spans: list[Any]) -> list[Any]:
 
 
 def test_provider_is_registered() -> None:
-    from otel_llm_usage.instrumentor import PROVIDERS
+    from otel_llm_usage.registry import PROVIDERS
 
     assert PROVIDERS["groq"] == "otel_llm_usage.providers.groq"
     assert provider.LIBRARY == "groq"
@@ -480,8 +481,8 @@ def test_internal_failure_never_reaches_the_caller(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("extractor bug")
 
-    monkeypatch.setattr(openai_provider, "result_from", broken)
-    monkeypatch.setattr(provider.ChunkAccumulator, "add", broken)
+    monkeypatch.setattr(openai_provider.OpenAIHooks, "extract", staticmethod(broken))
+    monkeypatch.setattr(openai_read.ChunkAccumulator, "add", broken)
     c = client(emu)
     assert create(c).choices[0].message.content
     chunks = list(create(c, stream=True))
@@ -659,12 +660,15 @@ def test_llm_span_is_current_while_the_request_is_sent(telemetry: Any, emu: Groq
 
 def test_stream_usage_of_prefers_usage_then_x_groq() -> None:
     counts = {"prompt_tokens": 7, "completion_tokens": 3}
-    assert provider.stream_usage_of({"x_groq": {"id": "req_1", "usage": counts}}) == counts
-    assert provider.stream_usage_of({"usage": counts, "x_groq": {"usage": {"prompt_tokens": 1}}}) == counts
-    assert provider.stream_usage_of({"x_groq": {"id": "req_1"}}) is None
-    assert provider.stream_usage_of({"x_groq": None, "usage": None}) is None
-    assert provider.stream_usage_of(None) is None
-    ledger = provider.usage_from(
+    assert openai_read.stream_usage_of({"x_groq": {"id": "req_1", "usage": counts}}, "x_groq") == counts
+    assert (
+        openai_read.stream_usage_of({"usage": counts, "x_groq": {"usage": {"prompt_tokens": 1}}}, "x_groq")
+        == counts
+    )
+    assert openai_read.stream_usage_of({"x_groq": {"id": "req_1"}}, "x_groq") is None
+    assert openai_read.stream_usage_of({"x_groq": None, "usage": None}, "x_groq") is None
+    assert openai_read.stream_usage_of(None, "x_groq") is None
+    ledger = openai_read.usage_from(
         {
             "queue_time": 0.02,
             "prompt_tokens": 4641,
@@ -713,9 +717,9 @@ chunks = st.fixed_dictionaries(
 @settings(max_examples=300, deadline=None)
 @given(chunks)
 def test_groq_usage_extraction_never_raises_and_keeps_the_ledger_invariants(chunk: dict[str, Any]) -> None:
-    ledger = provider.usage_from(provider.stream_usage_of(chunk))
+    ledger = openai_read.usage_from(openai_read.stream_usage_of(chunk, "x_groq"))
     assert ledger is None or ledger.valid()
-    result = provider.result_from(chunk)
+    result = openai_read.result_from(chunk)
     assert result.usage is None or result.usage.valid()
 
 

@@ -24,7 +24,6 @@ from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
 
 import otel_llm_usage  # noqa: E402
 from emulators import AnthropicEmulator, AnthropicReply, Reply  # noqa: E402
-from otel_llm_usage import instrumentor  # noqa: E402
 from otel_llm_usage import semconv as sc  # noqa: E402
 from otel_llm_usage._guard import reported_sites  # noqa: E402
 from otel_llm_usage.context import in_llm_call  # noqa: E402
@@ -35,11 +34,6 @@ litellm.suppress_debug_info = True  # litellm prints help banners on every error
 MSGS = [{"role": "user", "content": "What is the capital of France?"}]
 KEY = "sk-test-secret-key-0123456789"
 OPENAI_SDK_AGENT = "OpenAI/Python"
-
-
-@pytest.fixture(autouse=True)
-def _litellm_provider(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(instrumentor.PROVIDERS, "litellm", "otel_llm_usage.providers.litellm")
 
 
 @pytest.fixture(scope="module")

@@ -105,9 +105,9 @@ def resource_class(module: str, cls: str) -> Any:
 
 
 def test_provider_is_registered_and_hooks_every_resource_method() -> None:
-    from otel_llm_usage.instrumentor import PROVIDERS
+    from otel_llm_usage.registry import PROVIDERS
 
-    assert PROVIDERS["mistralai"] == "otel_llm_usage.providers.mistral"
+    assert PROVIDERS["mistral"] == "otel_llm_usage.providers.mistral"
     assert provider.LIBRARY == SDK
     found = provider.targets(SDK)
     assert set(found) == {(f"{SDK}.{m}", f"{c}.{name}") for m, c, name in RESOURCE_METHODS}
