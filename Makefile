@@ -44,7 +44,8 @@ lint: $(VENV)/.installed
 
 test: lint $(VENV)/.installed $(VENV_OPENAI2)/.installed $(VENV_OH)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider
-	$(PY2) -m pytest -q -p no:cacheprovider tests/providers/test_openai.py tests/emulators/test_openai_emulator.py
+	$(PY2) -m pytest -q -p no:cacheprovider tests/providers/test_openai.py tests/providers/test_stream_usage.py \
+		tests/emulators/test_openai_emulator.py
 	$(MAKE) --no-print-directory test-openhands
 
 # No OTLP endpoint variables: OpenHands would start Laminar tracing of its own.

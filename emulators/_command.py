@@ -132,6 +132,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--port", type=_port, default=DEFAULT_PORT, help=f"0 picks a free port (default {DEFAULT_PORT})"
     )
     parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--openai-stream-options",
+        choices=openai_emulator.STREAM_OPTIONS_MODES,
+        default="accept",
+        help="how the openai emulator answers a request carrying stream_options: accept it (default), "
+        "ignore it (no usage chunk), or reject it with 400 or 422 as a strict server does",
+    )
     return parser.parse_args(argv)
 
 
@@ -166,6 +173,8 @@ def serve(args: argparse.Namespace, out: TextIO) -> int:
     for prefix, provider in mounted.items():
         emulators[prefix] = emulator = provider.factory()
         emulator.keep_requests = _KEPT_REQUESTS
+        if isinstance(emulator, OpenAIEmulator):
+            emulator.stream_options = args.openai_stream_options
     server = MountedEmulators(emulators, args.host, args.port)
     stop = threading.Event()
 

@@ -4,6 +4,8 @@ Serves chat completions, responses, embeddings and legacy completions (JSON and 
 event streams) in the wire shapes OpenAI documents, under the OpenAI paths (``/v1/...``) and the
 Azure OpenAI paths (``/openai/deployments/{deployment}/...``, ``/openai/v1/...``, ``/openai/...``).
 Replies are scripted with :class:`Reply`; with nothing scripted a deterministic default answer is sent.
+``stream_options`` makes it a server that accepts ``stream_options`` (OpenAI), ignores it (no usage
+chunk however asked) or rejects any request carrying it, as strict OpenAI-compatible servers do.
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ from ._server import Exchange, RecordedRequest, ScriptedEmulator, iter_pieces
 from ._server import compact_json as _compact
 from ._server import raw_count as _count
 
-__all__ = ["OpenAIEmulator", "RecordedRequest", "Reply", "ServedTotals"]
+__all__ = ["OpenAIEmulator", "RecordedRequest", "Reply", "ServedTotals", "StreamOptionsMode"]
 
 DEFAULT_TEXT = "This is a deterministic reply from the OpenAI emulator."
 DEFAULT_EMBEDDING_DIMENSIONS = 8
 SYSTEM_FINGERPRINT = "fp_e5d4c3b2a1"
 
 _Kind = Literal["chat", "responses", "embeddings", "completions"]
+StreamOptionsMode = Literal["accept", "ignore", "reject", "reject_422"]
+STREAM_OPTIONS_MODES: tuple[StreamOptionsMode, ...] = ("accept", "ignore", "reject", "reject_422")
 _ROUTES: dict[str, _Kind] = {
     "/chat/completions": "chat",
     "/responses": "responses",
@@ -92,7 +96,8 @@ class Reply:
     request (``stream_options.include_usage`` for chat and legacy completions; always for
     responses), ``True``/``False`` force it. ``cut_after`` drops the connection after that many SSE
     events (``data: [DONE]`` included) without the terminating chunk. ``delay_s`` is waited before
-    answering, ``chunk_delay_s`` between stream events.
+    answering, ``chunk_delay_s`` between stream events. ``created`` fixes the ``created`` timestamp
+    (default: the time of the request).
     """
 
     status: int = 200
@@ -117,6 +122,7 @@ class Reply:
     error_type: str | None = None
     error_code: str | None = None
     message: str | None = None
+    created: int | None = None
 
 
 @dataclass
@@ -211,6 +217,25 @@ def _error_body(message: str, type_: str, code: str | None, param: str | None = 
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
+def _stream_options_refusal(mode: StreamOptionsMode, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """What a strict server answers a body carrying ``stream_options``.
+
+    ``reject``: 400 in OpenAI's error shape, as gateways that validate against a parameter list send
+    it. ``reject_422``: 422 with a Pydantic ``extra_forbidden`` detail, as FastAPI servers whose
+    request models forbid extra fields send it.
+    """
+    if mode == "reject":
+        message = "Unknown parameter: 'stream_options'."
+        return 400, _error_body(message, "invalid_request_error", "unknown_parameter", "stream_options")
+    detail = {
+        "type": "extra_forbidden",
+        "loc": ["body", "stream_options"],
+        "msg": "Extra inputs are not permitted",
+        "input": body["stream_options"],
+    }
+    return 422, {"detail": [detail]}
+
+
 _ReplyT = TypeVar("_ReplyT")
 _TotalsT = TypeVar("_TotalsT", bound=ServedTotals)
 
@@ -240,8 +265,13 @@ class OpenAIEmulator(ChatUsageEmulator[Reply, ServedTotals]):
     are answered without consuming one.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, stream_options: StreamOptionsMode = "accept"
+    ) -> None:
+        if stream_options not in STREAM_OPTIONS_MODES:
+            raise ValueError(f"stream_options must be one of {STREAM_OPTIONS_MODES}, not {stream_options!r}")
         super().__init__(ServedTotals, host, port)
+        self.stream_options: StreamOptionsMode = stream_options
 
     @property
     def base_url(self) -> str:
@@ -286,6 +316,14 @@ class OpenAIEmulator(ChatUsageEmulator[Reply, ServedTotals]):
             message = "you must provide a model parameter"
             exchange.send_json(400, _error_body(message, "invalid_request_error", None), headers)
             return
+        mode = self.stream_options
+        if mode != "accept" and "stream_options" in body:
+            if mode == "ignore":
+                body = {key: value for key, value in body.items() if key != "stream_options"}
+            else:  # refused before any reply is consumed, as a request validator does
+                self._add_request()
+                exchange.send_json(*_stream_options_refusal(mode, body), headers)
+                return
         self._answer(exchange, kind, body, model, self._replies.pop() or Reply(), headers)
 
     def _answer(
@@ -363,7 +401,7 @@ def _make_call(kind: _Kind, body: dict[str, Any], model: str, reply: Reply) -> _
         text=text,
         prompt=prompt,
         completion=completion,
-        created=int(time.time()),
+        created=int(time.time()) if reply.created is None else reply.created,
     )
 
 

@@ -53,7 +53,7 @@ def _env_int(name: str) -> int | None:
 class Options:
     capture_content: bool = False
     max_content_length: int = 16384
-    stream_usage: str = "known"
+    stream_usage: str = "always"
     providers: tuple[str, ...] | None = None  # None: every provider; names from registry.py
     frameworks: tuple[str, ...] | None = None  # None: every framework
     metric_attributes: tuple[str, ...] = ()

@@ -67,6 +67,8 @@ USAGE_AUDIO_OUTPUT_TOKENS: Final = "llm_usage.usage.audio.output_tokens"
 STREAM_INCOMPLETE: Final = "llm_usage.stream.incomplete"
 STREAM_CHUNKS: Final = "llm_usage.stream.chunks"
 STREAM_USAGE_INJECTED: Final = "llm_usage.stream.usage_requested"
+# The server refused `stream_options`: the request was sent again without it.
+STREAM_USAGE_RETRIED: Final = "llm_usage.stream.usage_retried"
 PRICE_MODEL: Final = "llm_usage.price.model"
 CONTEXT_WINDOW: Final = "llm_usage.context.window"
 CONTEXT_UTILIZATION: Final = "llm_usage.context.utilization"

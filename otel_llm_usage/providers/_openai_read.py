@@ -156,6 +156,13 @@ class ChunkAccumulator:
             self.usage = usage
             self.complete = True
             return self.hide_usage_chunk and not choices
+        if self.hide_usage_chunk:
+            # A server asked for usage sends `"usage": null` in every other chunk; unasked, none.
+            # Forgetting the key keeps `to_dict()` / `to_json()` what the caller would have had.
+            try:
+                chunk.__pydantic_fields_set__.discard("usage")
+            except AttributeError:  # not a pydantic 2 model: nothing to forget
+                pass
         if self.vendor_field is not None and self.usage is None:
             usage = get(get(chunk, self.vendor_field), "usage")
             if usage is not None:  # the caller did not ask for it: the chunk stays theirs

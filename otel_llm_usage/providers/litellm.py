@@ -30,8 +30,9 @@ from ..streams import AsyncStreamProxy, SyncStreamProxy
 from ..usage import TokenUsage, as_count
 from . import _openai_read as openai_read
 from . import openai as openai_provider
-from ._driver import Args, CallHooks, Kwargs, Plan, replace_arg
+from ._driver import Args, Kwargs, Plan, replace_arg
 from ._fields import as_cost, get, get_str
+from ._stream_usage import RefusingEndpoints, Resendable, ResendingHooks, endpoint_of
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +339,7 @@ def build_wrappers(recorder: Recorder, options: Options) -> dict[tuple[str, str]
     return {TARGETS[0]: hooks.sync_call, TARGETS[1]: hooks.async_call}
 
 
-class LiteLLMHooks(CallHooks):
+class LiteLLMHooks(ResendingHooks):
     """The wrappers installed on litellm's dispatch, bound to one recorder and its options."""
 
     site = "litellm"
@@ -349,6 +350,7 @@ class LiteLLMHooks(CallHooks):
         self.endpoints = endpoints
         self.capture = recorder.settings.capture_content
         self.resolve = _Resolver()
+        self.refusing = RefusingEndpoints()
 
     # `PublicDispatch.run(self, args, kwargs, *, python, binding, native, rules=None)`: `args` and
     # `kwargs` are those of the caller's litellm function.
@@ -392,11 +394,14 @@ class LiteLLMHooks(CallHooks):
             and route == CHAT
             and call_kwargs.get("stream_options") is None
             and wants_stream_usage(self.stream_usage, litellm_provider, _server(api_base)[0])
+            and endpoint_of(req) not in self.refusing
         ):
             new_kwargs = {**call_kwargs, "stream_options": {"include_usage": True}}
-            args, kwargs = replace_arg(args, kwargs, 1, "kwargs", new_kwargs)
+            asked = replace_arg(args, kwargs, 1, "kwargs", new_kwargs)
             req.attributes = {**(req.attributes or {}), sc.STREAM_USAGE_INJECTED: True}
-            kind = STREAM_CHUNKS_HIDING_USAGE
+            plan = Resendable(self.rec.start(req), STREAM_CHUNKS_HIDING_USAGE, STREAM_CHUNKS, args, kwargs)
+            plan.stream = True
+            return plan, *asked
         call = self.rec.start(req)  # BudgetExceeded propagates by design
         return Plan(call, kind, stream), args, kwargs
 

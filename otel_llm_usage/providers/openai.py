@@ -23,6 +23,7 @@ from ._driver import Args, Kwargs, Plan, replace_arg
 from ._fields import sampling_attributes
 from ._openai_read import VENDOR_STREAM_USAGE, ChunkAccumulator, ResponsesAccumulator, result_from
 from ._stainless import StainlessHooks
+from ._stream_usage import RefusingEndpoints, Resendable, ResendingHooks, endpoint_of
 
 LIBRARY = "openai"
 TARGETS = (
@@ -74,9 +75,12 @@ def provider_for_host(host: str, azure: bool, endpoints: dict[str, str]) -> str:
 def wants_stream_usage(mode: str, host: str, provider: str) -> bool:
     """Whether to add `stream_options.include_usage` to a streamed call that did not set it.
 
-    "known" asks only endpoints known to accept it (OpenAI and Azure OpenAI); others may reject
-    an unknown parameter.
+    "always" asks every endpoint (one that refuses it gets the request again without it: see
+    `_stream_usage`); "known" asks only OpenAI and Azure OpenAI. A provider that sends usage in its
+    own field unasked (`VENDOR_STREAM_USAGE`) is never asked: its chunks stay as they are.
     """
+    if provider in VENDOR_STREAM_USAGE:
+        return False
     if mode == "always":
         return True
     if mode == "known":
@@ -181,7 +185,7 @@ def build_wrappers(recorder: Recorder, options: Options) -> dict[tuple[str, str]
     return {TARGETS[0]: hooks.sync_call, TARGETS[1]: hooks.async_call}
 
 
-class OpenAIHooks(StainlessHooks):
+class OpenAIHooks(ResendingHooks, StainlessHooks):
     """The wrappers installed on the SDK, bound to one recorder and its options.
 
     A subclass serves another SDK of the same template: `library` is its package, `operations` the
@@ -201,6 +205,7 @@ class OpenAIHooks(StainlessHooks):
         self.endpoints = endpoints
         self.capture = recorder.settings.capture_content
         self.cache: EndpointCache = {}
+        self.refusing = RefusingEndpoints()
 
     def begin(self, instance: Any, args: Args, kwargs: Kwargs) -> tuple[Plan | None, Args, Kwargs]:
         options: Any = args[1] if len(args) > 1 else kwargs.get("options")
@@ -216,10 +221,12 @@ class OpenAIHooks(StainlessHooks):
             and self.adds_stream_usage
             and not _has_stream_options(options)
             and wants_stream_usage(self.stream_usage, req.server_address or "", req.provider)
+            and endpoint_of(req) not in self.refusing
         ):
-            args, kwargs = replace_arg(args, kwargs, 1, "options", with_stream_usage(options))
+            asked = replace_arg(args, kwargs, 1, "options", with_stream_usage(options))
             req.attributes = {**(req.attributes or {}), sc.STREAM_USAGE_INJECTED: True}
-            kind = CHUNKS_HIDING_USAGE
+            plan = Resendable(self.rec.start(req), CHUNKS_HIDING_USAGE, CHUNKS, args, kwargs)
+            return plan, *asked
         return Plan(self.rec.start(req), kind), args, kwargs
 
     extract = staticmethod(result_from)

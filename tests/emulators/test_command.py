@@ -205,6 +205,26 @@ def test_an_instrumented_client_records_what_the_command_served(
     assert emulators.stop() == 0
 
 
+def test_a_strict_openai_server_is_served_and_an_instrumented_stream_still_works(
+    command: type[Command], telemetry: Telemetry
+) -> None:
+    emulators = command("--port", "0", "--provider", "openai", "--openai-stream-options", "reject")
+    emulators.read_until(READY)
+    client = openai.OpenAI(base_url=emulators.setting("OPENAI_BASE_URL"), api_key="test", max_retries=0)
+    with pytest.raises(openai.BadRequestError, match="stream_options"):
+        client.chat.completions.create(
+            model="gpt-4o",
+            messages=MESSAGES,  # type: ignore[arg-type]
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    chunks = list(client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))  # type: ignore[arg-type]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == openai_emulator.DEFAULT_TEXT
+    spans = telemetry.llm_spans()
+    assert len(spans) == 2 and (spans[1].attributes or {})["llm_usage.stream.usage_retried"] is True
+    assert emulators.stop() == 0
+
+
 def test_a_path_outside_every_mount_is_a_404_naming_the_mounts(command: type[Command]) -> None:
     emulators = command("--port", "0")
     emulators.read_until(READY)

@@ -842,3 +842,59 @@ def test_stop_is_prompt_with_open_connections() -> None:
     finally:
         client.close()
         emu.stop()
+
+
+# --- stream_options: accepted, ignored or refused ------------------------------------------------
+
+
+def _stream_with_usage(server: OpenAIEmulator) -> list[Any]:
+    client = OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0)
+    return list(
+        client.chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    )
+
+
+def test_ignoring_server_sends_no_usage_however_asked() -> None:
+    with OpenAIEmulator(stream_options="ignore") as server:
+        server.push(Reply(prompt_tokens=10, completion_tokens=2, chunks=2))
+        chunks = _stream_with_usage(server)
+        assert len(chunks) == 2 and all(chunk.usage is None for chunk in chunks)
+        assert "usage" not in chunks[0].model_fields_set
+        assert server.requests[-1].json["stream_options"] == {"include_usage": True}
+        assert server.served.prompt_tokens == 0 and server.served.requests == 1
+
+
+def test_refusing_server_answers_400_in_openai_shape() -> None:
+    with OpenAIEmulator(stream_options="reject") as server:
+        server.push(Reply(prompt_tokens=10))
+        with pytest.raises(openai.BadRequestError) as raised:
+            _stream_with_usage(server)
+        assert raised.value.body == {
+            "message": "Unknown parameter: 'stream_options'.",
+            "type": "invalid_request_error",
+            "param": "stream_options",
+            "code": "unknown_parameter",
+        }
+        assert server.pending == 1  # refused before a reply was taken
+        client = OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0)
+        chunks = list(client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
+        assert chunks and server.pending == 0 and server.served.requests == 2
+
+
+def test_refusing_server_answers_422_with_an_extra_forbidden_detail() -> None:
+    with OpenAIEmulator(stream_options="reject_422") as server:
+        with pytest.raises(openai.UnprocessableEntityError) as raised:
+            _stream_with_usage(server)
+        detail = raised.value.response.json()["detail"][0]
+        assert detail["type"] == "extra_forbidden" and detail["loc"] == ["body", "stream_options"]
+
+
+def test_stream_options_mode_is_checked_and_created_can_be_fixed() -> None:
+    with pytest.raises(ValueError, match="stream_options"):
+        OpenAIEmulator(stream_options="sometimes")  # type: ignore[arg-type]
+    with OpenAIEmulator() as server:
+        server.push(Reply(created=1234))
+        client = OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0)
+        assert client.chat.completions.create(model="gpt-4o", messages=MESSAGES).created == 1234

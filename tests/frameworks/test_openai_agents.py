@@ -40,7 +40,7 @@ from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
 import otel_llm_usage
-from emulators import Reply
+from emulators import OpenAIEmulator, Reply
 from otel_llm_usage import semconv as sc
 from otel_llm_usage.frameworks.openai_agents import session_id_of
 from otel_llm_usage.registry import FRAMEWORKS
@@ -451,10 +451,9 @@ async def test_failed_run_marks_the_run_and_reraises(telemetry: Telemetry, opena
 # --- streamed chat completions: the SDK's usage and ours -------------------------------------------
 
 
-async def test_streamed_chat_usage_needs_include_usage_for_the_sdk_not_for_us(
-    instrument_agents: Any, openai_emulator: Any
+async def test_streamed_chat_run_over_a_loopback_server_has_its_tokens_by_default(
+    telemetry: Telemetry, openai_emulator: Any
 ) -> None:
-    telemetry = instrument_agents(stream_usage="always")
     openai_emulator.push(Reply(**REPLY))
     agent = Agent(name="chatty", model=make_model("chat", aclient(openai_emulator)))
     result = Runner.run_streamed(agent, "hello", run_config=NO_TRACING)
@@ -464,16 +463,62 @@ async def test_streamed_chat_usage_needs_include_usage_for_the_sdk_not_for_us(
     # Against a non-OpenAI base URL the SDK asks for no streamed usage and reports none ...
     usage = result.context_wrapper.usage
     assert (usage.requests, usage.input_tokens, usage.output_tokens) == (1, 0, 0)
-    # ... while stream_usage="always" asked for it on the wire (the SDK never sees that chunk).
+    # ... while the default stream_usage="always" asked for it on the wire (the SDK never sees that chunk).
     a = attrs(one_run_span(telemetry))
     assert (a[sc.RUN_REQUESTS], a[sc.RUN_INPUT_TOKENS], a[sc.RUN_OUTPUT_TOKENS]) == (1, 1000, 500)
     assert (a[sc.RUN_CACHE_READ_TOKENS], a[sc.RUN_REASONING_TOKENS]) == (200, 100)
     assert attrs(telemetry.one_llm_span())[sc.STREAM_USAGE_INJECTED] is True
+    assert openai_emulator.served.prompt_tokens == 1000
 
 
-async def test_streamed_chat_usage_with_default_options_is_missing_on_both_sides(
+async def test_streamed_litellm_run_over_a_loopback_server_has_its_tokens(
     telemetry: Telemetry, openai_emulator: Any
 ) -> None:
+    litellm_model = pytest.importorskip("agents.extensions.models.litellm_model")
+    openai_emulator.push(Reply(**REPLY), Reply(**REPLY))
+    model = litellm_model.LitellmModel(
+        model="openai/gpt-4o", base_url=openai_emulator.base_url, api_key=API_KEY
+    )
+    for _ in range(2):
+        result = Runner.run_streamed(Agent(name="gateway", model=model), "hello", run_config=NO_TRACING)
+        async for _ in result.stream_events():
+            pass
+        assert result.is_complete
+
+    runs = run_spans(telemetry)
+    assert len(runs) == 2
+    for run in runs:
+        a = attrs(run)
+        assert (a[sc.RUN_REQUESTS], a[sc.RUN_INPUT_TOKENS], a[sc.RUN_OUTPUT_TOKENS]) == (1, 1000, 500)
+        assert (a[sc.RUN_CACHE_READ_TOKENS], a[sc.RUN_REASONING_TOKENS]) == (200, 100)
+    calls = telemetry.llm_spans()
+    assert len(calls) == 2 and all(attrs(c)[sc.PROVIDER_NAME] == "openai" for c in calls)
+    assert openai_emulator.served.prompt_tokens == 2000  # what was served is what was counted
+
+
+async def test_streamed_run_to_a_server_refusing_stream_options_completes(telemetry: Telemetry) -> None:
+    with OpenAIEmulator(stream_options="reject") as emu:
+        emu.push(Reply(**REPLY), Reply(**REPLY))
+        agent = Agent(name="strict", model=make_model("chat", aclient(emu)))
+        result = Runner.run_streamed(agent, "hello", run_config=NO_TRACING)
+        async for _ in result.stream_events():
+            pass
+        assert (
+            result.is_complete
+            and result.final_output == "This is a deterministic reply from the OpenAI emulator."
+        )
+        assert [r.json.get("stream_options") for r in emu.requests] == [{"include_usage": True}, None]
+
+    a = attrs(one_run_span(telemetry))
+    assert a[sc.RUN_REQUESTS] == 1 and a.get(sc.RUN_INPUT_TOKENS, 0) == 0
+    call = attrs(telemetry.one_llm_span())
+    assert call[sc.STREAM_USAGE_RETRIED] is True and call[sc.USAGE_SOURCE] == sc.USAGE_SOURCE_MISSING
+
+
+async def test_streamed_chat_usage_under_known_is_missing_on_both_sides(
+    instrument_agents: Any, openai_emulator: Any
+) -> None:
+    telemetry = instrument_agents(stream_usage="known")
     openai_emulator.push(Reply(**REPLY))
     agent = Agent(name="chatty", model=make_model("chat", aclient(openai_emulator)))
     result = Runner.run_streamed(agent, "hello", run_config=NO_TRACING)

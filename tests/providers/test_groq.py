@@ -726,8 +726,8 @@ def test_groq_usage_extraction_never_raises_and_keeps_the_ledger_invariants(chun
 def test_openai_sdk_pointed_at_groq_reads_x_groq_usage(instrument_with: Any, emu: GroqEmulator) -> None:
     import openai
 
-    # The openai SDK asks Groq for no stream usage ("known" endpoints only); Groq sends it anyway,
-    # under x_groq, and that is what gets recorded.
+    # The openai SDK asks Groq for no stream usage, even under the default stream_usage="always":
+    # Groq sends it anyway, under x_groq, and that is what gets recorded.
     t = instrument_with(endpoints={"127.0.0.1": "groq"})
     emu.push(GroqReply(prompt_tokens=1000, completion_tokens=500, chunks=3))
     c = openai.OpenAI(base_url=f"{emu.base_url}/openai/v1", api_key=API_KEY, max_retries=0)

@@ -239,13 +239,14 @@ def test_stream_usage_is_requested_and_hidden_so_caller_sees_identical_chunks(
     assert a[sc.STREAM_CHUNKS] == len(seen)
 
 
-def test_stream_to_custom_openai_endpoint_is_not_altered_and_usage_is_missing(
-    telemetry: Any, openai_emulator: Any
+def test_stream_to_custom_openai_endpoint_under_known_is_not_altered_and_usage_is_missing(
+    instrument_with: Any, openai_emulator: Any
 ) -> None:
+    t = instrument_with(stream_usage="known")
     openai_emulator.push(Reply(prompt_tokens=100, completion_tokens=50))
     list(chat(openai_emulator, stream=True))
     assert openai_emulator.requests[-1].json.get("stream_options") is None
-    a = attrs(telemetry.one_llm_span())
+    a = attrs(t.one_llm_span())
     assert a[sc.USAGE_SOURCE] == "missing"
     assert sc.USAGE_INPUT_TOKENS not in a and sc.USAGE_COST not in a
     assert sc.STREAM_INCOMPLETE not in a
@@ -387,7 +388,7 @@ def test_anthropic_stream_usage_is_requested_and_hidden(
     anthropic_emulator.push(reply)
     plain = list(claude(anthropic_emulator, stream=True))
 
-    t = instrument_with()  # the default stream_usage="known" asks litellm for Anthropic's usage
+    t = instrument_with(stream_usage="known")  # "known" asks litellm for Anthropic's usage
     anthropic_emulator.push(reply)
     seen = list(claude(anthropic_emulator, stream=True))
     assert "stream_options" not in anthropic_emulator.requests[-1].json  # litellm keeps it to itself

@@ -254,11 +254,12 @@ def test_stream_usage_is_requested_and_hidden_so_caller_sees_identical_chunks(
     assert sc.STREAM_INCOMPLETE not in a
 
 
-def test_stream_usage_default_asks_only_known_endpoints(telemetry: Any, openai_emulator: Any) -> None:
+def test_stream_usage_known_asks_only_known_endpoints(instrument_with: Any, openai_emulator: Any) -> None:
+    t = instrument_with(stream_usage="known")
     openai_emulator.push(Reply(chunks=2))
     list(client(openai_emulator).chat.completions.create(model="gpt-4o", messages=MSGS, stream=True))
     assert openai_emulator.requests[-1].json.get("stream_options") is None
-    a = attrs(telemetry.one_llm_span())
+    a = attrs(t.one_llm_span())
     assert a[sc.USAGE_SOURCE] == "missing" and sc.USAGE_COST not in a
 
 
