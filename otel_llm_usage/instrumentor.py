@@ -16,9 +16,10 @@ import wrapt
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from . import active, console, registry
+from . import active, console, content, registry
 from ._guard import report
-from .config import Options
+from ._supported import supported
+from .config import ENV_PROMETHEUS_PORT, Options
 from .options_change import PATCHING, changed_options, describe
 from .pricing import Pricer
 from .recorder import Recorder, Settings
@@ -46,26 +47,37 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     _tracer_provider: Any = None
     _meter_provider: Any = None  # as given (None: the global one, or Prometheus')
     _meters: Any = None  # the one in use
+    _logger_provider: Any = None
     _console: console.ConsoleListener | None = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        return ()  # every client library is optional; each is patched only when installed
+        # Every client library is optional and checked on its own when patched (_supported.py
+        # says why neither the required list nor `instruments-any` fits).
+        return ()
 
     def _instrument(self, **kwargs: Any) -> None:
         tracer_provider = kwargs.pop("tracer_provider", None)
         meter_provider = kwargs.pop("meter_provider", None)
+        logger_provider = kwargs.pop("logger_provider", None)  # for the content events
+        # Bad keyword values raise here (the caller's own code); bad environment values have
+        # already been warned about and replaced by defaults.
         given = {name: value for name, value in kwargs.items() if value is not None}
         options = Options.resolve(given)
         self.options = options
         self._given = given
         self._tracer_provider, self._meter_provider = tracer_provider, meter_provider
+        self._logger_provider = logger_provider
+        content.use_logger_provider(logger_provider)
         if options.prometheus_port is not None and meter_provider is None:
-            from .exporters import prometheus_meter_provider
-
-            meter_provider = prometheus_meter_provider(options.prometheus_port)
+            meter_provider = _prometheus(options) or meter_provider
         self._meters = meter_provider
-        pricer = Pricer(options.prices)
-        recorder = Recorder(tracer_provider, meter_provider, pricer, _settings(options))
+        try:
+            self._start(options, tracer_provider, meter_provider)
+        except Exception as exc:  # from `opentelemetry-instrument` too: never stop the application
+            report("instrument", exc)
+
+    def _start(self, options: Options, tracer_provider: Any, meter_provider: Any) -> None:
+        recorder = Recorder(tracer_provider, meter_provider, Pricer(options.prices), _settings(options))
         self.recorder = recorder
         if options.rollups:
             self.rollup = install_rollup(recorder, options, tracer_provider, meter_provider)
@@ -98,6 +110,8 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _patch(self, provider: Any, generation: int) -> None:
         assert self.recorder is not None and self.options is not None
+        if not supported(provider.LIBRARY):
+            return
         patched = list(self._patched)
         for (module_name, attr), wrapper in provider.build_wrappers(self.recorder, self.options).items():
             module = importlib.import_module(module_name)
@@ -120,6 +134,7 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         """`instrument()` while instrumented: apply the options that differ from the next call on,
         keeping the recorder, the rollup's ledgers and the counters. Bad keyword values raise
         before anything changes."""
+        logger_provider = kwargs.pop("logger_provider", None)
         given = {**self._given, **{name: value for name, value in kwargs.items() if value is not None}}
         new = Options.resolve(given)
         old, recorder = self.options, self.recorder
@@ -136,6 +151,10 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                     what,
                 )
         changed = changed_options(old, new)
+        if logger_provider is not None and logger_provider is not self._logger_provider:
+            self._logger_provider = logger_provider
+            content.use_logger_provider(logger_provider)  # read per event: takes effect at once
+            changed.append("logger_provider")
         if not changed:
             return
         self.options = new
@@ -145,7 +164,7 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             report("instrument (reconfigure)", exc)
         log.info(
             "otel-llm-usage: reconfigured: %s",
-            ", ".join(f"{n}={describe(n, getattr(new, n))}" for n in changed),
+            ", ".join(f"{n}={describe(n, getattr(new, n, logger_provider))}" for n in changed),
         )
 
     def _apply(self, old: Options, new: Options, changed: set[str], recorder: Recorder) -> None:
@@ -153,12 +172,12 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             recorder.pricer = Pricer(new.prices)
         recorder.settings = _settings(new)
         if "prometheus_port" in changed and new.prometheus_port is not None and self._meter_provider is None:
-            from .exporters import prometheus_meter_provider
-
-            provider = self._meters = prometheus_meter_provider(new.prometheus_port)
-            recorder.use_meter_provider(provider)
-            if self.rollup is not None:
-                self.rollup.use_meter_provider(provider)
+            provider = _prometheus(new)
+            if provider is not None:
+                self._meters = provider
+                recorder.use_meter_provider(provider)
+                if self.rollup is not None:
+                    self.rollup.use_meter_provider(provider)
         if "rollups" in changed:
             if new.rollups:
                 self.rollup = install_rollup(recorder, new, self._tracer_provider, self._meters)
@@ -209,7 +228,27 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
 
 def _settings(options: Options) -> Settings:
-    return Settings(options.capture_content, options.max_content_length, options.metric_attributes)
+    return Settings(
+        options.captures_content,
+        options.max_content_length,
+        options.metric_attributes,
+        options.content_on_spans,
+        options.content_events,
+    )
+
+
+def _prometheus(options: Options) -> Any:
+    """The Prometheus meter provider, or None; a missing extra raises only when asked for in code."""
+    from .exporters import MissingExtraError, prometheus_meter_provider
+
+    assert options.prometheus_port is not None
+    try:
+        return prometheus_meter_provider(options.prometheus_port)
+    except MissingExtraError as exc:
+        if "prometheus_port" not in options.from_env:
+            raise
+        log.warning("otel-llm-usage: %s=%s ignored: %s", ENV_PROMETHEUS_PORT, options.prometheus_port, exc)
+        return None
 
 
 def _installed(name: str) -> bool:
@@ -229,11 +268,12 @@ def instrument(
 ) -> LLMUsageInstrumentor:
     """Patch every installed LLM client.
 
-    Uses the global tracer and meter providers unless others are given. Options (each also an
-    environment variable, see docs/configuration.md): capture_content, max_content_length,
-    stream_usage, providers, frameworks, metric_attributes, endpoints, prices, rollups, budgets,
-    budget_callback, max_sessions, session_idle_seconds, prometheus_port, anthropic_native_spans,
-    console.
+    Uses the global tracer, meter and logger providers unless others are given (`logger_provider=`
+    receives the content events). Options, each also an environment variable (docs/configuration.md):
+    capture_content, max_content_length, stream_usage, providers, frameworks, metric_attributes,
+    endpoints, prices, rollups, budgets, budget_callback, max_sessions, session_idle_seconds,
+    prometheus_port, anthropic_native_spans, console. A bad keyword value raises ValueError naming
+    it; a bad environment value is one warning naming the variable, then the default.
 
     Called again (or after `opentelemetry-instrument` instrumented with the environment's options),
     it reconfigures in place: the options it names apply from the next call, the others keep their

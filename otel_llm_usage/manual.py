@@ -11,6 +11,8 @@ import time
 from types import TracebackType
 from typing import Any, overload
 
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+
 from . import semconv as sc
 from .instrumentor import active_instrumentor
 from .recorder import CallRequest, CallResult, LLMCall, Recorder
@@ -107,6 +109,8 @@ class ManualCall:
 
     def __enter__(self) -> ManualCall:
         rec = _recorder()
+        if not is_instrumentation_enabled():  # suppress_instrumentation(): time nothing, record nothing
+            return self
         self._agent_token = _enter_agent(self._agent)
         self._call = rec.start(self._req)
         return self
@@ -213,6 +217,8 @@ def record_call(
     if error_type is not None and (not isinstance(error_type, str) or not error_type):
         raise ValueError(f"error_type must be a non-empty string, not {error_type!r}")
     rec = _recorder()
+    if not is_instrumentation_enabled():  # inside suppress_instrumentation(): validated, not recorded
+        return None
     req.stream = ttfc is not None
     token = _enter_agent(agent)
     try:

@@ -409,11 +409,14 @@ def _load_overrides(overrides: Mapping[str, ModelPrice | Mapping[str, Any]] | No
     out: dict[str, ModelPrice] = {}
     path = os.environ.get(PRICES_FILE_ENV)
     if path:
-        data = json.loads(Path(path).read_text())
-        if not isinstance(data, dict):
-            raise ValueError(f"{PRICES_FILE_ENV}: expected a JSON object of model name or glob -> prices")
-        for name, value in data.items():
-            out[name] = ModelPrice.from_mapping(value)
+        try:
+            data = json.loads(Path(path).read_text())
+            if not isinstance(data, dict):
+                raise ValueError("expected a JSON object of model name or glob -> prices")
+            out = {name: ModelPrice.from_mapping(value) for name, value in data.items()}
+        except (OSError, ValueError, TypeError, AttributeError) as exc:  # a file must not stop the app
+            log.warning("otel-llm-usage: %s=%r ignored: %s", PRICES_FILE_ENV, path, exc)
+            out = {}
     for name, value in (overrides or {}).items():
         out[name] = value if isinstance(value, ModelPrice) else ModelPrice.from_mapping(value)
     return out

@@ -6,7 +6,6 @@ recorder turns them into a CLIENT span with semantic-convention attributes and i
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from . import content
 from . import semconv as sc
 from ._guard import report
 from .call_metrics import CallInstruments
@@ -60,15 +60,12 @@ class Settings:
     capture_content: bool = False
     max_content_length: int = 16384
     metric_attributes: tuple[str, ...] = ()
+    content_on_spans: bool = True  # with capture_content: messages as span attributes
+    content_events: bool = False  # with capture_content: the details event through the Logs API
 
 
 def error_type(exc: BaseException) -> str:
     return type(exc).__qualname__
-
-
-def _truncate_json(value: Any, limit: int) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-    return text if len(text) <= limit else text[:limit] + "…[truncated]"
 
 
 class Recorder:
@@ -142,8 +139,14 @@ class Recorder:
                     raise  # a spent budget: before any span or request
                 except Exception as exc:
                     report("recorder.call_starting", exc)
-        if self.settings.capture_content and req.input_messages is not None:
-            attrs[sc.INPUT_MESSAGES] = _truncate_json(req.input_messages, self.settings.max_content_length)
+        if (
+            self.settings.content_on_spans
+            and self.settings.capture_content
+            and req.input_messages is not None
+        ):
+            attrs[sc.INPUT_MESSAGES] = content.to_json(
+                content.input_messages(req.input_messages), self.settings.max_content_length
+            )
         name = f"{req.operation} {req.model}" if req.model else req.operation
         start_ns = start_time_ns if start_time_ns is not None else time.time_ns()
         try:
@@ -328,8 +331,13 @@ class LLMCall:
             attrs[sc.COST_SOURCE] = cost.source
         if total_cost is not None:
             attrs[sc.USAGE_COST] = total_cost
-        if rec.settings.capture_content and res.output_messages is not None:
-            attrs[sc.OUTPUT_MESSAGES] = _truncate_json(res.output_messages, rec.settings.max_content_length)
+        if rec.settings.capture_content and res.output_messages is not None and rec.settings.content_on_spans:
+            attrs[sc.OUTPUT_MESSAGES] = content.to_json(
+                content.output_messages(res.output_messages, res.finish_reasons),
+                rec.settings.max_content_length,
+            )
+        if rec.settings.content_events:
+            content.emit_event(span, content.event_attributes(req, attrs, res.output_messages))
         span.set_attributes(attrs)
         end_ns = self.end_time_ns or time.time_ns()
         self._ended = True  # a span processor raising in `end` must not make us end it twice

@@ -107,6 +107,14 @@ def openai_emulator(_openai_emulator: Any) -> Any:
     return _openai_emulator
 
 
+def semconv_text(role: str, *texts: str, finish_reason: str | None = None) -> dict[str, Any]:
+    """A captured message in the semantic conventions' shape, with text parts only."""
+    message: dict[str, Any] = {"role": role, "parts": [{"type": "text", "content": t} for t in texts]}
+    if finish_reason is not None:
+        message["finish_reason"] = finish_reason
+    return message
+
+
 class RefuseEveryCall:
     """A call listener that refuses every call, as a spent `raise` budget does."""
 

@@ -8,6 +8,7 @@ the README's mapping (“How each library's usage fields map to the ledger”).
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -20,6 +21,7 @@ from google.genai import types as genai
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from otel_llm_usage.content import output_messages
 from otel_llm_usage.providers import _genai_read as gg
 from otel_llm_usage.providers import anthropic as an
 from otel_llm_usage.recorder import CallResult
@@ -234,17 +236,17 @@ def test_anthropic_well_formed_message_maps_exactly(
         "id": "msg_01abc", "type": "message", "role": "assistant", "model": model, "content": content,
         "stop_reason": reason, "stop_sequence": None, "usage": usage,
     }  # fmt: skip
-    want = CallResult(
-        response_model=model,
-        response_id="msg_01abc",
-        finish_reasons=[reason],
-        usage=expected,
-        output_messages=[{"role": "assistant", "content": "".join(texts), "finish_reason": reason}]
-        if capture
-        else None,
-    )
-    assert an.result_from(body, capture) == want
-    assert an.result_from(Message.model_validate(body), capture) == want
+    want = CallResult(response_model=model, response_id="msg_01abc", finish_reasons=[reason], usage=expected)
+    parts: list[dict[str, Any]] = [{"type": "text", "content": t} for t in texts]
+    parts.insert(len(parts) // 2, {"type": "tool_call", "id": "toolu_1", "name": "f", "arguments": {}})
+    for result in (an.result_from(body, capture), an.result_from(Message.model_validate(body), capture)):
+        assert dataclasses.replace(result, output_messages=None) == want
+        if capture:
+            assert output_messages(result.output_messages) == [
+                {"role": "assistant", "parts": parts, "finish_reason": reason}
+            ]
+        else:
+            assert result.output_messages is None
 
 
 @st.composite

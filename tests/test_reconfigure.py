@@ -88,7 +88,7 @@ def test_capture_and_budgets_take_effect_and_ledgers_are_kept(
     with caplog.at_level(logging.INFO, logger=LOGGER):
         otel_llm_usage.instrument(capture_content=True, budgets=[budget])
     (line,) = reconfigure_lines(caplog)
-    assert "capture_content=True" in line and "budgets=[process $0 raise]" in line
+    assert "capture_content='SPAN_ONLY'" in line and "budgets=[process $0 raise]" in line
     assert "secret prompt" not in line
 
     with otel_llm_usage.session("conv-1"), pytest.raises(BudgetExceeded):

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..recorder import CallResult
 from ..usage import TokenUsage, as_count
-from ._fields import as_cost, fields, get, get_str
+from ._fields import as_cost, fields, get, get_str, jsonable
 
 # gen_ai.provider.name -> the field under which its stream chunks carry usage when `usage` is
 # absent: Groq sends `x_groq.usage` in its last chunk whether or not the caller asked for usage,
@@ -63,9 +63,21 @@ def _output_messages(response: Any) -> list[dict[str, Any]] | None:
             message = get(choice, "message")
             content = get(message, "content") if message is not None else get(choice, "text")
             out.append(
-                {"role": "assistant", "content": content, "finish_reason": get(choice, "finish_reason")}
+                {
+                    "role": "assistant",
+                    "content": content,
+                    "tool_calls": jsonable(get(message, "tool_calls")) if message is not None else None,
+                    "finish_reason": get(choice, "finish_reason"),
+                }
             )
         return out
+    items = get(response, "output")
+    if isinstance(items, list):  # a Responses object: message items hold text, others are calls
+        blocks: list[Any] = []
+        for item in jsonable(items):
+            inner = item.get("content") if isinstance(item, dict) and item.get("type") == "message" else None
+            blocks.extend(inner if isinstance(inner, list) else [item])
+        return [{"role": "assistant", "content": blocks}]
     text = get(response, "output_text")
     if isinstance(text, str):
         return [{"role": "assistant", "content": text}]

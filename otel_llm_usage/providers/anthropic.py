@@ -26,7 +26,7 @@ from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..streams import Accumulator
 from ..usage import TokenUsage, as_count
 from ._driver import Args, Kwargs, Plan, replace_arg
-from ._fields import get, get_str, sampling_attributes
+from ._fields import get, get_str, jsonable, sampling_attributes
 from ._stainless import StainlessHooks
 
 LIBRARY = "anthropic"
@@ -163,20 +163,14 @@ def _compactions(usage: Any) -> list[Any]:
     return [entry for entry in entries if get(entry, "type") == "compaction"]
 
 
-def _text_of(content: Any) -> str | None:
-    if not isinstance(content, list):
-        return None
-    parts = [get(block, "text") for block in content if get(block, "type") == "text"]
-    return "".join(p for p in parts if isinstance(p, str))
-
-
 def result_from(message: Any, capture_content: bool = False) -> CallResult:
     """Read a Message (or BetaMessage, or its decoded JSON)."""
     reason = get_str(message, "stop_reason")
     output = None
     if capture_content:
         output = [
-            {"role": "assistant", "content": _text_of(get(message, "content")), "finish_reason": reason}
+            # the content blocks as they are (text, tool_use, thinking): content.py reads them
+            {"role": "assistant", "content": jsonable(get(message, "content")), "finish_reason": reason}
         ]
     return CallResult(
         response_model=get_str(message, "model"),

@@ -29,6 +29,7 @@ from otel_llm_usage._guard import reported_sites
 from otel_llm_usage.config import Options
 from otel_llm_usage.context import in_llm_call
 from otel_llm_usage.providers import anthropic as provider
+from tests.conftest import semconv_text
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -545,8 +546,9 @@ def test_content_capture_opt_in(instrument_with: Any, emu: AnthropicEmulator) ->
     list(create(c, stream=True))
     first, second = sorted(t.llm_spans(), key=lambda s: s.start_time)
     sent = json.loads(attrs(first)[sc.INPUT_MESSAGES])
-    assert sent == [{"role": "system", "content": "You are terse."}, *MSGS]
-    assert json.loads(attrs(second)[sc.INPUT_MESSAGES]) == MSGS  # no placeholder for an unset system prompt
+    question = semconv_text("user", "What is the capital of France?")
+    assert sent == [semconv_text("system", "You are terse."), question]
+    assert json.loads(attrs(second)[sc.INPUT_MESSAGES]) == [question]  # no empty system message
     assert "The capital is Paris." in attrs(first)[sc.OUTPUT_MESSAGES]
     assert "Streamed Paris." in attrs(second)[sc.OUTPUT_MESSAGES]
 

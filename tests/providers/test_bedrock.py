@@ -31,6 +31,7 @@ from otel_llm_usage._guard import reported_sites
 from otel_llm_usage.context import in_llm_call
 from otel_llm_usage.providers import _bedrock_read as read
 from otel_llm_usage.providers import bedrock as provider
+from tests.conftest import semconv_text
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -642,16 +643,28 @@ def test_content_capture_opt_in(instrument_with: Any, emu: BedrockEmulator) -> N
     invoke(c, US_CLAUDE, "anthropic")["body"].read()
     list(invoke(c, NOVA, "nova", stream=True)["body"])
     first, second, third, fourth = by_start(t)
-    assert json.loads(attrs(first)[sc.INPUT_MESSAGES]) == [{"role": "system", "content": SYSTEM}, *MESSAGES]
-    assert json.loads(attrs(second)[sc.INPUT_MESSAGES]) == MESSAGES
+    question = semconv_text("user", "What is the capital of France?")
+    assert json.loads(attrs(first)[sc.INPUT_MESSAGES]) == [semconv_text("system", "You are terse."), question]
+    assert json.loads(attrs(second)[sc.INPUT_MESSAGES]) == [question]
     assert json.loads(attrs(first)[sc.OUTPUT_MESSAGES]) == [
-        {"role": "assistant", "content": "The capital is Paris.", "finish_reason": "end_turn"}
+        semconv_text("assistant", "The capital is Paris.", finish_reason="end_turn")
     ]
-    assert json.loads(attrs(second)[sc.OUTPUT_MESSAGES])[0]["content"] == "Streamed Paris."
+    assert (
+        json.loads(attrs(second)[sc.OUTPUT_MESSAGES])[0]["parts"]
+        == semconv_text("", "Streamed Paris.")["parts"]
+    )
     sent = json.loads(attrs(third)[sc.INPUT_MESSAGES])
-    assert sent == [{"role": "system", "content": "You are terse."}, *CLAUDE_BODY["messages"]]
-    assert json.loads(attrs(third)[sc.OUTPUT_MESSAGES])[0]["content"] == "Invoked Paris."
-    assert json.loads(attrs(fourth)[sc.OUTPUT_MESSAGES])[0]["content"] == "Chunked Paris."
+    assert sent[0] == semconv_text("system", "You are terse.") and len(sent) == 1 + len(
+        CLAUDE_BODY["messages"]
+    )
+    assert (
+        json.loads(attrs(third)[sc.OUTPUT_MESSAGES])[0]["parts"]
+        == semconv_text("", "Invoked Paris.")["parts"]
+    )
+    assert (
+        json.loads(attrs(fourth)[sc.OUTPUT_MESSAGES])[0]["parts"]
+        == semconv_text("", "Chunked Paris.")["parts"]
+    )
 
 
 # --- what is and is not a recorded call ------------------------------------------------------------

@@ -35,6 +35,7 @@ from otel_llm_usage._guard import reported_sites
 from otel_llm_usage.context import in_llm_call
 from otel_llm_usage.providers import cohere as provider
 from otel_llm_usage.usage import TokenUsage, as_count
+from tests.conftest import semconv_text
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -714,13 +715,14 @@ def test_content_capture_opt_in(instrument_with: Any, emu: CohereEmulator) -> No
     chat(c, messages=[system, *MSGS])
     list(stream(c, messages=[cohere.UserChatMessageV2(content=QUESTION)]))
     plain, streamed = by_start(t.llm_spans())
-    assert json.loads(attrs(plain)[sc.INPUT_MESSAGES]) == [system, *MSGS]
+    question = semconv_text("user", QUESTION)
+    assert json.loads(attrs(plain)[sc.INPUT_MESSAGES]) == [semconv_text("system", "You are terse."), question]
     assert json.loads(attrs(plain)[sc.OUTPUT_MESSAGES]) == [
-        {"role": "assistant", "content": "Paris.", "finish_reason": "complete"}
+        semconv_text("assistant", "Paris.", finish_reason="complete")
     ]
-    assert json.loads(attrs(streamed)[sc.INPUT_MESSAGES]) == [{"role": "user", "content": QUESTION}]
+    assert json.loads(attrs(streamed)[sc.INPUT_MESSAGES]) == [question]
     assert json.loads(attrs(streamed)[sc.OUTPUT_MESSAGES]) == [
-        {"role": "assistant", "content": "Paris, of course.", "finish_reason": "complete"}
+        semconv_text("assistant", "Paris, of course.", finish_reason="complete")
     ]
     assert API_KEY not in json.dumps(attrs(plain), default=str)
 

@@ -26,6 +26,7 @@ import otel_llm_usage
 from emulators import GeminiEmulator, GeminiReply
 from otel_llm_usage import semconv as sc
 from otel_llm_usage.usage import as_count
+from tests.conftest import semconv_text
 
 Platform = Literal["gemini", "vertex", "express"]
 API_KEY = "AIza-test-secret-key-0123456789"
@@ -769,12 +770,12 @@ def test_content_capture_opt_in(instrument_with: Any, gemini: GeminiEmulator) ->
     c.models.generate_content(model="gemini-2.5-flash", contents=QUESTION)
     list(c.models.generate_content_stream(model="gemini-2.5-flash", contents=QUESTION))
     plain, streamed = by_start(t.llm_spans())
-    assert QUESTION in attrs(plain)[sc.INPUT_MESSAGES]
+    assert json.loads(attrs(plain)[sc.INPUT_MESSAGES]) == [semconv_text("user", QUESTION)]
     assert json.loads(attrs(plain)[sc.OUTPUT_MESSAGES]) == [
-        {"role": "assistant", "content": "Paris.", "finish_reason": "stop"}
+        semconv_text("assistant", "Paris.", finish_reason="stop")
     ]
     assert json.loads(attrs(streamed)[sc.OUTPUT_MESSAGES]) == [
-        {"role": "assistant", "content": "Paris, of course."}
+        semconv_text("assistant", "Paris, of course.", finish_reason="stop")
     ]
     assert API_KEY not in json.dumps(attrs(plain), default=str)
 

@@ -31,6 +31,7 @@ from otel_llm_usage.providers import _openai_read as openai_read
 from otel_llm_usage.providers import groq as provider
 from otel_llm_usage.providers import openai as openai_provider
 from otel_llm_usage.usage import TokenUsage
+from tests.conftest import semconv_text
 
 MSGS: list[Any] = [{"role": "user", "content": "What is the capital of France?"}]
 API_KEY = "gsk_test_secret_key_0123456789"
@@ -525,13 +526,14 @@ def test_content_capture_opt_in(instrument_with: Any, emu: GroqEmulator) -> None
     create(c)
     list(create(c, stream=True))
     first, second = by_start(t.llm_spans())
-    assert json.loads(attrs(first)[sc.INPUT_MESSAGES]) == MSGS
+    question = [semconv_text("user", "What is the capital of France?")]
+    assert json.loads(attrs(first)[sc.INPUT_MESSAGES]) == question
     assert json.loads(attrs(first)[sc.OUTPUT_MESSAGES]) == [
-        {"role": "assistant", "content": "The capital is Paris.", "finish_reason": "stop"}
+        semconv_text("assistant", "The capital is Paris.", finish_reason="stop")
     ]
-    assert json.loads(attrs(second)[sc.INPUT_MESSAGES]) == MSGS
+    assert json.loads(attrs(second)[sc.INPUT_MESSAGES]) == question
     assert json.loads(attrs(second)[sc.OUTPUT_MESSAGES]) == [
-        {"role": "assistant", "content": "Streamed Paris."}
+        semconv_text("assistant", "Streamed Paris.", finish_reason="stop")
     ]
     assert API_KEY not in json.dumps([attrs(first), attrs(second)], default=str)
 

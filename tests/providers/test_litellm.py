@@ -28,6 +28,7 @@ from otel_llm_usage import semconv as sc  # noqa: E402
 from otel_llm_usage._guard import reported_sites  # noqa: E402
 from otel_llm_usage.context import in_llm_call  # noqa: E402
 from otel_llm_usage.providers import litellm as provider  # noqa: E402
+from tests.conftest import semconv_text  # noqa: E402
 
 litellm.suppress_debug_info = True  # litellm prints help banners on every error
 
@@ -653,7 +654,11 @@ def test_content_when_enabled(instrument_with: Any, openai_emulator: Any) -> Non
     openai_emulator.push(Reply(text="Paris, again."))
     list(chat(openai_emulator, stream=True))
     plain, streamed = (attrs(s) for s in sorted(t.llm_spans(), key=lambda s: s.start_time))
-    assert json.loads(plain[sc.INPUT_MESSAGES]) == MSGS
-    assert json.loads(plain[sc.OUTPUT_MESSAGES])[0]["content"] == "Paris."
-    assert json.loads(streamed[sc.OUTPUT_MESSAGES])[0]["content"] == "Paris, again."
+    assert json.loads(plain[sc.INPUT_MESSAGES]) == [semconv_text("user", "What is the capital of France?")]
+    assert json.loads(plain[sc.OUTPUT_MESSAGES]) == [
+        semconv_text("assistant", "Paris.", finish_reason="stop")
+    ]
+    assert json.loads(streamed[sc.OUTPUT_MESSAGES]) == [
+        semconv_text("assistant", "Paris, again.", finish_reason="stop")
+    ]
     assert KEY not in json.dumps(plain, default=str)

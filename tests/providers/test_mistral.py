@@ -34,6 +34,7 @@ from otel_llm_usage import semconv as sc
 from otel_llm_usage._guard import reported_sites
 from otel_llm_usage.context import in_llm_call
 from otel_llm_usage.providers import mistral as provider
+from tests.conftest import semconv_text
 
 SDK = provider.sdk_package()
 sdk = importlib.import_module(SDK)
@@ -502,15 +503,18 @@ def test_content_capture_opt_in(instrument_with: Any, emu: MistralEmulator) -> N
     c.embeddings.create(model="mistral-embed", inputs=["embed me"])
     first, second, fim, embed = (attrs(s) for s in sorted(t.llm_spans(), key=lambda s: s.start_time))
     sent = json.loads(first[sc.INPUT_MESSAGES])
-    assert [(m["role"], m["content"]) for m in sent] == [("system", "Be terse."), ("user", "Capital?")]
+    assert sent == [semconv_text("system", "Be terse."), semconv_text("user", "Capital?")]
     assert json.loads(first[sc.OUTPUT_MESSAGES]) == [
-        {"role": "assistant", "content": "The capital is Paris.", "finish_reason": "stop"}
+        semconv_text("assistant", "The capital is Paris.", finish_reason="stop")
     ]
-    assert json.loads(second[sc.INPUT_MESSAGES]) == MSGS
-    assert json.loads(second[sc.OUTPUT_MESSAGES]) == [{"role": "assistant", "content": "Streamed Paris."}]
-    assert json.loads(fim[sc.INPUT_MESSAGES]) == {"prompt": "def add(a, b):", "suffix": "\n"}
+    assert json.loads(second[sc.INPUT_MESSAGES]) == [semconv_text("user", "What is the capital of France?")]
+    assert json.loads(second[sc.OUTPUT_MESSAGES]) == [
+        semconv_text("assistant", "Streamed Paris.", finish_reason="stop")
+    ]
+    (fim_in,) = json.loads(fim[sc.INPUT_MESSAGES])
+    assert json.loads(fim_in["parts"][0]["content"]) == {"prompt": "def add(a, b):", "suffix": "\n"}
     assert "return a + b" in fim[sc.OUTPUT_MESSAGES]
-    assert json.loads(embed[sc.INPUT_MESSAGES]) == ["embed me"]
+    assert json.loads(embed[sc.INPUT_MESSAGES]) == [semconv_text("user", "embed me")]
     assert API_KEY not in repr([attrs(s) for s in t.spans()])
 
 

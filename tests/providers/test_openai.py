@@ -16,6 +16,7 @@ from pydantic import BaseModel
 import otel_llm_usage
 from emulators import Reply
 from otel_llm_usage import semconv as sc
+from tests.conftest import semconv_text
 
 MSGS = [{"role": "user", "content": "What is the capital of France?"}]
 API_KEY = "sk-test-secret-key-0123456789"
@@ -603,7 +604,7 @@ def test_content_capture_opt_in_truncated(instrument_with: Any, openai_emulator:
     openai_emulator.push(Reply(text="The capital of France is Paris. " * 5))
     client(openai_emulator).chat.completions.create(model="gpt-4o", messages=MSGS)
     a = attrs(t.one_llm_span())
-    assert a[sc.INPUT_MESSAGES].startswith('[{"role": "user"')
+    assert a[sc.INPUT_MESSAGES].startswith('[{"role":"user","parts":[{"type":"text"')
     assert a[sc.INPUT_MESSAGES].endswith("…[truncated]")
     assert len(a[sc.OUTPUT_MESSAGES]) == 40 + len("…[truncated]")
     assert API_KEY not in json.dumps(a, default=str)
@@ -618,7 +619,9 @@ def test_content_capture_from_environment(
     list(client(openai_emulator).chat.completions.create(model="gpt-4o", messages=MSGS, stream=True))
     a = attrs(t.one_llm_span())
     assert "capital of France" in a[sc.INPUT_MESSAGES]
-    assert json.loads(a[sc.OUTPUT_MESSAGES]) == [{"role": "assistant", "content": "Paris it is"}]
+    assert json.loads(a[sc.OUTPUT_MESSAGES]) == [
+        semconv_text("assistant", "Paris it is", finish_reason="stop")
+    ]
 
 
 # --- lifecycle ---------------------------------------------------------------------------------
