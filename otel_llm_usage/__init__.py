@@ -8,6 +8,7 @@ from .budgets import Budget, BudgetExceeded
 from .instrumentor import LLMUsageInstrumentor, instrument, uninstrument
 from .manual import ManualCall, record_call
 from .pricing import ModelPrice
+from .repricing import reload_prices, set_prices
 from .rollup import Run
 from .runs import close_session, current_run, run, session, session_usage, usage_summary
 from .summary import UsageRow, UsageSummary
@@ -30,9 +31,11 @@ __all__ = [
     "current_run",
     "instrument",
     "record_call",
+    "reload_prices",
     "run",
     "session",
     "session_usage",
+    "set_prices",
     "uninstrument",
     "usage_summary",
 ]

@@ -11,10 +11,9 @@ from __future__ import annotations
 import atexit
 import logging
 import sys
-import threading
 from typing import TYPE_CHECKING, Any, TextIO
 
-from . import active
+from . import _fork, active
 from . import semconv as sc
 from ._guard import report
 from .rollup.run import RUN
@@ -101,7 +100,7 @@ class ConsoleListener:
         log.info("%s", line(call, state if isinstance(state, str) else None))
 
 
-_lock = threading.Lock()
+_lock = _fork.lock()
 _at_exit_registered = False
 _enabled = False
 

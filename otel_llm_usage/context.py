@@ -3,17 +3,70 @@
 Plain contextvars, so the values follow asyncio tasks and `contextvars.copy_context()` into
 threads, and leaving a `with` block restores the previous state. A session id that arrived in
 W3C baggage (an upstream service's `session()`) is used when no local `session()` is active.
+
+A session id is put into baggage (for the user's own downstream services) only when the user
+opts in, and never travels to an LLM provider: requests of instrumented calls are sent in a
+context whose baggage has no session or user id (`without_private_baggage`).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import baggage
+from opentelemetry.context import Context
 
-from .semconv import SESSION_ID
+from ._guard import warn_once
+from .semconv import SESSION_ID, USER_ID
+
+try:  # the baggage's own key: one dict lookup instead of copying the baggage on every call
+    from opentelemetry.baggage import _BAGGAGE_KEY as _KEY
+
+    _BAGGAGE_KEY: str | None = _KEY
+except ImportError:  # pragma: no cover - a future API without it
+    _BAGGAGE_KEY = None
+
+ENV_PROPAGATE_SESSION = "OTEL_LLM_USAGE_PROPAGATE_SESSION"
+# Baggage entries that identify a person or a conversation: never sent to an LLM provider.
+PRIVATE_BAGGAGE = (SESSION_ID, USER_ID)
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def propagate_session(explicit: bool | None) -> bool:
+    """Whether `session()` puts its id into W3C baggage: `explicit`, else the environment (off)."""
+    if explicit is not None:
+        return explicit
+    raw = os.environ.get(ENV_PROPAGATE_SESSION)
+    if raw is None:
+        return False
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value not in _FALSE:
+        warn_once(
+            "env.propagate_session",
+            "otel-llm-usage: %s=%r is not one of true/false/1/0/yes/no/on/off; session ids stay in "
+            "the process (the default)",
+            ENV_PROPAGATE_SESSION,
+            raw,
+        )
+    return False
+
+
+def without_private_baggage(ctx: Context) -> Context:
+    """`ctx` without session and user ids in its baggage: the context an LLM request is sent in."""
+    entries = ctx.get(_BAGGAGE_KEY) if _BAGGAGE_KEY is not None else baggage.get_all(ctx)
+    if entries and isinstance(entries, Mapping):  # no baggage at all: the common case
+        for key in PRIVATE_BAGGAGE:
+            if key in entries:
+                ctx = baggage.remove_baggage(key, ctx)
+    return ctx
+
 
 if TYPE_CHECKING:
     from .rollup.run import Run

@@ -11,10 +11,11 @@ are summed into the one overflow series the OpenTelemetry specification names.
 
 from __future__ import annotations
 
-import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from . import _fork
 from .usage import TokenUsage
 
 OVERFLOW_ATTRIBUTES: Mapping[str, Any] = {"otel.metric.overflow": True}
@@ -50,13 +51,19 @@ class Sums:
 
 
 class CallCounters:
-    __slots__ = ("_limit", "_lock", "_overflow", "_series")
+    __slots__ = ("__weakref__", "_limit", "_lock", "_overflow", "_series")
 
     def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
         self._limit = limit
-        self._lock = threading.Lock()
+        self._lock = _fork.lock()
         self._series: dict[Key, Sums] = {}
         self._overflow: Sums | None = None
+        _instances.add(self)
+
+    def _restart(self) -> None:
+        """In a forked child: its own calls only, from zero (see `_restart_in_child`)."""
+        self._series = {}
+        self._overflow = None
 
     def add(self, attributes: Mapping[str, Any], usage: TokenUsage | None, cost: float | None) -> None:
         """One call's usage and cost. A call with usage but no cost counts as unpriced."""
@@ -93,6 +100,20 @@ class CallCounters:
                 rows.append(self._overflow)
             copies = [_copy(s) for s in rows]
         return iter(copies)
+
+
+# A forked child is a process of its own, with its own `process.pid` resource (the SDK resets it), so
+# its counters start from zero: carrying the parent's sums over would count every call the parent
+# made before the fork once more per child.
+_instances: weakref.WeakSet[CallCounters] = weakref.WeakSet()
+
+
+def _restart_in_child() -> None:
+    for counters in list(_instances):
+        counters._restart()
+
+
+_fork.on_fork_in_child(_restart_in_child)
 
 
 def _copy(s: Sums) -> Sums:

@@ -6,7 +6,6 @@ import importlib
 import importlib.util
 import logging
 import sys
-import threading
 from collections.abc import Collection, Mapping
 from functools import partial
 from types import MappingProxyType
@@ -16,7 +15,7 @@ import wrapt
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from . import active, console, content, registry
+from . import _fork, active, console, content, registry
 from ._guard import report
 from ._supported import supported
 from .config import ENV_PROMETHEUS_PORT, Options
@@ -168,8 +167,8 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         )
 
     def _apply(self, old: Options, new: Options, changed: set[str], recorder: Recorder) -> None:
-        if "prices" in changed:
-            recorder.pricer = Pricer(new.prices)
+        if "prices" in changed:  # the prices file's entries stay; these replace the ones from code
+            recorder.pricer.set_overrides(new.prices or {}, replace=True)
         recorder.settings = _settings(new)
         if "prometheus_port" in changed and new.prometheus_port is not None and self._meter_provider is None:
             provider = _prometheus(new)
@@ -258,7 +257,7 @@ def _installed(name: str) -> bool:
         return False
 
 
-_lock = threading.Lock()
+_lock = _fork.lock()
 
 
 def instrument(

@@ -7,6 +7,7 @@ fix, and nothing is recorded from bad input.
 
 from __future__ import annotations
 
+import math
 import time
 from types import TracebackType
 from typing import Any, overload
@@ -16,23 +17,76 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from . import semconv as sc
 from .instrumentor import active_instrumentor
 from .recorder import CallRequest, CallResult, LLMCall, Recorder
-from .usage import TokenUsage
+from .usage import MAX_TOKEN_COUNT, TokenUsage
+
+# Attributes the recorder derives from record_call()'s own arguments, or that feed the metrics and
+# the rollups: a user's value would contradict what is counted.
+RESERVED_PREFIXES = ("llm_usage.", "gen_ai.usage.")
+RESERVED_ATTRIBUTES = frozenset(
+    {
+        sc.OPERATION_NAME,
+        sc.PROVIDER_NAME,
+        sc.REQUEST_MODEL,
+        sc.REQUEST_STREAM,
+        sc.RESPONSE_MODEL,
+        sc.RESPONSE_TIME_TO_FIRST_CHUNK,
+        sc.ERROR_TYPE,
+        sc.AGENT_NAME,
+        sc.CONVERSATION_ID,
+        sc.SESSION_ID,
+        sc.USER_ID,
+    }
+)
 
 
 def _count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
+    if value > MAX_TOKEN_COUNT:
+        raise ValueError(f"{name} must be at most {MAX_TOKEN_COUNT} (one call's tokens), not {value!r}")
     return value
+
+
+def _non_negative(value: object) -> float | None:
+    """The value as a finite float >= 0, or None (an int too large for a float is not finite)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 def _seconds(name: str, value: object) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(f"{name} must be a non-negative number of seconds, not {value!r}")
-    return float(value)
+    seconds = _non_negative(value)
+    if seconds is None:
+        raise ValueError(f"{name} must be a finite, non-negative number of seconds, not {value!r}")
+    if seconds > time.time():
+        raise ValueError(f"{name} ({value!r}) reaches back before 1970; give the call's duration in seconds")
+    return seconds
+
+
+def _attributes(attributes: object) -> dict[str, Any]:
+    if attributes is None:
+        return {}
+    if not isinstance(attributes, dict):
+        raise ValueError(f"attributes must be a dict of attribute name to value, not {attributes!r}")
+    for key in attributes:
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"attributes: names must be non-empty strings, not {key!r}")
+        if key in RESERVED_ATTRIBUTES or key.startswith(RESERVED_PREFIXES):
+            raise ValueError(
+                f"attributes: {key!r} is set by the package from record_call()'s own arguments "
+                f"(reserved: {', '.join(RESERVED_PREFIXES)}* and {sorted(RESERVED_ATTRIBUTES)})"
+            )
+        values = attributes[key] if isinstance(attributes[key], list | tuple) else (attributes[key],)
+        for value in values:
+            if isinstance(value, int) and not -(2**63) <= value < 2**63:
+                raise ValueError(f"attributes: {key!r} = {value!r} does not fit OTLP's 64-bit integers")
+    return dict(attributes)
 
 
 def ledger(
@@ -74,7 +128,8 @@ def _request(
         raise ValueError(f"provider must be a non-empty string, not {provider!r}")
     if not isinstance(operation, str) or not operation:
         raise ValueError(f"operation must be a non-empty string, not {operation!r}")
-    return CallRequest(operation=operation, provider=provider, model=model, attributes=dict(attributes or {}))
+    attrs = _attributes(attributes)
+    return CallRequest(operation=operation, provider=provider, model=model, attributes=attrs)
 
 
 class ManualCall:
@@ -111,8 +166,13 @@ class ManualCall:
         rec = _recorder()
         if not is_instrumentation_enabled():  # suppress_instrumentation(): time nothing, record nothing
             return self
-        self._agent_token = _enter_agent(self._agent)
-        self._call = rec.start(self._req)
+        token = _enter_agent(self._agent)
+        try:
+            self._call = rec.start(self._req)
+        except BaseException:
+            _exit_agent(token)  # refused (a budget): __exit__ will not run, so leave nothing set
+            raise
+        self._agent_token = token
         return self
 
     def __exit__(
@@ -130,13 +190,15 @@ class ManualCall:
             else:
                 call.finish(result)
         finally:
-            _exit_agent(self._agent_token)
+            token, self._agent_token = self._agent_token, None
+            _exit_agent(token)
 
 
 def _cost(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(f"cost_usd must be a non-negative number, not {value!r}")
-    return float(value)
+    cost = _non_negative(value)
+    if cost is None:
+        raise ValueError(f"cost_usd must be a finite, non-negative number, not {value!r}")
+    return cost
 
 
 def _enter_agent(agent: str | None) -> Any:

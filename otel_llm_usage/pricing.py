@@ -9,46 +9,30 @@ every model in the table.
 
 from __future__ import annotations
 
-import fnmatch
-import json
 import logging
-import os
-import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
-from pathlib import Path
 from typing import Any, NamedTuple
 
+from . import _fork
+from .price_names import GENAI_PRICES_PROVIDER, find_model, import_price_tables, is_provider_host
+from .price_overrides import PRICES_FILE_ENV, ModelPrice, Overrides, read_prices_file, validate_prices
 from .usage import TokenUsage
 
+__all__ = [
+    "GENAI_PRICES_PROVIDER",
+    "PRICES_FILE_ENV",
+    "Cost",
+    "ModelPrice",
+    "Pricer",
+    "genai_usage_values",
+    "validate_prices",
+]
+
 log = logging.getLogger(__name__)
-
-PRICES_FILE_ENV = "OTEL_LLM_USAGE_PRICES_FILE"
-
-# gen_ai.provider.name -> genai-prices provider id. A provider absent here has no price table:
-# its calls are unpriced unless the user gives a price.
-GENAI_PRICES_PROVIDER = {
-    "openai": "openai",
-    "azure.ai.openai": "azure",
-    "anthropic": "anthropic",
-    "gcp.gemini": "google",
-    "gcp.vertex_ai": "google",
-    "gcp.gen_ai": "google",
-    "aws.bedrock": "aws",
-    "mistral_ai": "mistral",
-    "cohere": "cohere",
-    "groq": "groq",
-    "deepseek": "deepseek",
-    "x_ai": "x-ai",
-    "openrouter": "openrouter",
-    "together": "together",
-    "fireworks": "fireworks",
-    "perplexity": "perplexity",
-    "cerebras": "cerebras",
-}
 
 # The order of the ledger vector the compiled prices read; see `_ledger_vector`.
 _KEYS = (
@@ -96,34 +80,6 @@ class Cost(NamedTuple):
     output_usd: float
     source: str  # "price_table" | "override" | "provider"
     model: str | None = None  # the price table's model id
-
-
-@dataclass(frozen=True, slots=True)
-class ModelPrice:
-    """A user's price for a model, in USD per million tokens.
-
-    Cache reads and writes default to the input price, reasoning is billed as output.
-    """
-
-    input: float
-    output: float
-    cache_read: float | None = None
-    cache_write: float | None = None
-    cache_write_1h: float | None = None
-    input_audio: float | None = None
-    output_audio: float | None = None
-    context_window: int | None = None
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> ModelPrice:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown price field(s) {sorted(unknown)}; expected some of {sorted(known)}")
-        values: dict[str, Any] = {
-            k: (int(v) if k == "context_window" else float(v)) for k, v in data.items() if v is not None
-        }
-        return cls(**values)
 
 
 # Prices are compiled to integers: USD per unit times _SCALE. A cost is then an exact integer sum,
@@ -299,60 +255,89 @@ def _compile_override(name: str, p: ModelPrice, expires: float) -> _Compiled:
     return _Compiled(units, name, "override", p.context_window, expires)
 
 
-class Pricer:
-    """Resolves (provider, model) to a compiled price once, then prices ledgers cheaply.
+# In-process tables keyed by model names from responses: bounded (DESIGN rule 6).
+CACHE_LIMIT = 4096  # resolved (provider, model, host) prices kept; the oldest is dropped past it
+WARN_LIMIT = 100  # unpriced models warned about one by one; past it, one summary line
 
-    Thread-safe: the cache is a dict replaced entry by entry; a race resolves the same model twice.
+
+class Pricer:
+    """Resolves (provider, model, host) to a compiled price once, then prices ledgers cheaply.
+
+    Overrides come in two layers: the prices file (`OTEL_LLM_USAGE_PRICES_FILE`, re-read by
+    `reload_file`) and prices given in code (`instrument(prices=...)`, `set_overrides`); code wins
+    for the same name. Thread-safe: a change swaps in new overrides and then a new, empty cache, and
+    `resolve` reads the cache first, so a price compiled from the old overrides can only land in
+    the old cache.
     """
 
     def __init__(self, overrides: Mapping[str, ModelPrice | Mapping[str, Any]] | None = None) -> None:
-        self._exact: dict[str, ModelPrice] = {}
-        self._globs: list[tuple[str, ModelPrice]] = []
-        for pattern, price in _load_overrides(overrides).items():
-            if any(ch in pattern for ch in "*?["):
-                self._globs.append((pattern, price))
-            else:
-                self._exact[pattern] = price
-        self._cache: dict[tuple[str, str], _Compiled | None] = {}
+        import_price_tables()
+        self._lock = _fork.lock()
+        self._code = validate_prices(overrides or {})
+        self._file = read_prices_file()
+        self._overrides = Overrides.of({**self._file, **self._code})
+        self._cache: dict[tuple[str, str, str | None], _Compiled | None] = {}
         self._warned: set[tuple[str, str]] = set()
-        self._lock = threading.Lock()
+        self.unpriced_folded = 0  # unpriced models past WARN_LIMIT, not warned about one by one
 
-    def resolve(self, provider: str, model: str) -> _Compiled | None:
-        key = (provider, model)
-        if key in self._cache:
-            compiled = self._cache[key]
+    def resolve(self, provider: str, model: str, server_address: str | None = None) -> _Compiled | None:
+        cache = self._cache  # before the overrides: see the class docstring
+        key = (provider, model, server_address)
+        if key in cache:
+            compiled = cache[key]
             if compiled is None or compiled.expires >= time.monotonic():
                 return compiled
-        compiled = self._resolve(provider, model)
-        self._cache[key] = compiled
+        compiled = self._resolve(provider, model, server_address)
+        with self._lock:
+            if key not in cache and len(cache) >= CACHE_LIMIT:
+                del cache[next(iter(cache))]
+            cache[key] = compiled
         return compiled
 
-    def cost(self, provider: str, model: str | None, tokens: TokenUsage) -> Cost | None:
+    def cost(
+        self, provider: str, model: str | None, tokens: TokenUsage, server_address: str | None = None
+    ) -> Cost | None:
         if not model:
             return None
-        compiled = self.resolve(provider, model)
+        compiled = self.resolve(provider, model, server_address)
         if compiled is None:
             return None
         return compiled.cost(tokens)
 
-    def knows(self, provider: str, model: str) -> bool:
+    def knows(self, provider: str, model: str, server_address: str | None = None) -> bool:
         """Whether the model has a price (an override or a table entry), without warning if not."""
-        if self._override(model) is not None:
+        if self._overrides.find(model) is not None:
             return True
         provider_id = GENAI_PRICES_PROVIDER.get(provider)
-        return provider_id is not None and _find_model(provider_id, model) is not None
+        strip = is_provider_host(provider, server_address)
+        return provider_id is not None and find_model(provider_id, model, strip) is not None
 
-    def context_window(self, provider: str, model: str | None) -> int | None:
-        compiled = self.resolve(provider, model) if model else None
-        return compiled.context_window if compiled is not None else None
+    def set_overrides(self, prices: Mapping[str, ModelPrice | Mapping[str, Any]], *, replace: bool) -> None:
+        """Add (or with `replace`, replace all) prices given in code; from the next call on."""
+        checked = validate_prices(prices)  # raises before anything changes
+        with self._lock:
+            self._code = checked if replace else {**self._code, **checked}
+            self._swap()
 
-    def _resolve(self, provider: str, model: str) -> _Compiled | None:
+    def reload_file(self) -> None:
+        """Read the prices file again (its entries only; prices given in code stay)."""
+        prices = read_prices_file()
+        with self._lock:
+            self._file = prices
+            self._swap()
+
+    def _swap(self) -> None:
+        self._overrides = Overrides.of({**self._file, **self._code})
+        self._cache = {}
+
+    def _resolve(self, provider: str, model: str, server_address: str | None) -> _Compiled | None:
         expires = time.monotonic() + _REFRESH_S
-        override = self._override(model)
+        override = self._overrides.find(model)
         if override is not None:
             return _compile_override(model, override, expires)
         provider_id = GENAI_PRICES_PROVIDER.get(provider)
-        found = _find_model(provider_id, model) if provider_id else None
+        strip = is_provider_host(provider, server_address)
+        found = find_model(provider_id, model, strip) if provider_id else None
         if found is None:
             self._warn_unpriced(provider, model)
             return None
@@ -363,60 +348,28 @@ class Pricer:
             return _Compiled((), info.id, "price_table", info.context_window, expires, slow=(info, prov))
         return _Compiled(units, info.id, "price_table", info.context_window, expires)
 
-    def _override(self, model: str) -> ModelPrice | None:
-        price = self._exact.get(model)
-        if price is not None:
-            return price
-        for pattern, p in self._globs:
-            if fnmatch.fnmatchcase(model, pattern):
-                return p
-        return None
-
     def _warn_unpriced(self, provider: str, model: str) -> None:
         with self._lock:
             if (provider, model) in self._warned:
                 return
-            self._warned.add((provider, model))
-        log.warning(
-            "otel-llm-usage: no price for model %r of provider %r; its calls are counted in "
-            "llm_usage.requests.unpriced and carry no cost (give one with instrument(prices=...) or %s)",
-            model,
-            provider,
-            PRICES_FILE_ENV,
-        )
-
-
-def _find_model(provider_id: str, model: str) -> tuple[Any, Any] | None:
-    from genai_prices.data_snapshot import get_snapshot
-
-    snapshot = get_snapshot()
-    for ref in _model_refs(model):
-        try:
-            return snapshot.find_provider_model(ref, None, provider_id, None)
-        except LookupError:
-            continue
-    return None
-
-
-def _model_refs(model: str) -> Iterable[str]:
-    """The model name, then without a routing prefix ("models/gemini-2.5-pro", "openai/gpt-4o")."""
-    yield model
-    if "/" in model:
-        yield model.rsplit("/", 1)[1]
-
-
-def _load_overrides(overrides: Mapping[str, ModelPrice | Mapping[str, Any]] | None) -> dict[str, ModelPrice]:
-    out: dict[str, ModelPrice] = {}
-    path = os.environ.get(PRICES_FILE_ENV)
-    if path:
-        try:
-            data = json.loads(Path(path).read_text())
-            if not isinstance(data, dict):
-                raise ValueError("expected a JSON object of model name or glob -> prices")
-            out = {name: ModelPrice.from_mapping(value) for name, value in data.items()}
-        except (OSError, ValueError, TypeError, AttributeError) as exc:  # a file must not stop the app
-            log.warning("otel-llm-usage: %s=%r ignored: %s", PRICES_FILE_ENV, path, exc)
-            out = {}
-    for name, value in (overrides or {}).items():
-        out[name] = value if isinstance(value, ModelPrice) else ModelPrice.from_mapping(value)
-    return out
+            if len(self._warned) >= WARN_LIMIT:
+                self.unpriced_folded += 1
+                first_folded = self.unpriced_folded == 1
+            else:
+                self._warned.add((provider, model))
+                first_folded = None
+        if first_folded is None:
+            log.warning(
+                "otel-llm-usage: no price for model %r of provider %r; its calls are counted in "
+                "llm_usage.requests.unpriced and carry no cost (give one with instrument(prices=...), "
+                "set_prices() or %s)",
+                model,
+                provider,
+                PRICES_FILE_ENV,
+            )
+        elif first_folded:
+            log.warning(
+                "otel-llm-usage: more than %d models have no price; further ones are not logged one by "
+                "one (their calls are still counted in llm_usage.requests.unpriced)",
+                WARN_LIMIT,
+            )

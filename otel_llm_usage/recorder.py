@@ -18,8 +18,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from . import content
 from . import semconv as sc
 from ._guard import report
+from ._redact import redact
 from .call_metrics import CallInstruments
-from .context import current_attribution
+from .context import current_attribution, without_private_baggage
 from .listener import CallListener, CallRefused, EndedCall
 from .pricing import Cost, Pricer
 from .usage import TokenUsage
@@ -212,9 +213,10 @@ class LLMCall:
         self._ctx_token: object | None = None
         self.end_time_ns: int | None = None  # set only for calls recorded after the fact
 
-    # The span is current while the request is sent, so HTTP-client spans nest beneath it.
+    # The span is current while the request is sent, so HTTP-client spans nest beneath it; the
+    # baggage loses its session and user ids, which must not reach the provider.
     def activate(self) -> None:
-        self._ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
+        self._ctx_token = otel_context.attach(without_private_baggage(trace.set_span_in_context(self.span)))
 
     def deactivate(self) -> None:
         if self._ctx_token is not None:
@@ -282,7 +284,7 @@ class LLMCall:
         if etype is not None:
             attrs[sc.ERROR_TYPE] = etype
             mattrs[sc.ERROR_TYPE] = etype
-            span.set_status(Status(StatusCode.ERROR, message[:256] or etype))
+            span.set_status(Status(StatusCode.ERROR, redact(message) or etype))
         usage = res.usage
         cost: Cost | None = None
         window: int | None = None
@@ -306,7 +308,7 @@ class LLMCall:
             if usage.output_audio:
                 attrs[sc.USAGE_AUDIO_OUTPUT_TOKENS] = usage.output_audio
             model = req.price_model or res.response_model or req.model
-            price = rec.pricer.resolve(req.provider, model) if model else None
+            price = rec.pricer.resolve(req.provider, model, req.server_address) if model else None
             cost = price.cost(usage) if price is not None else None
             window = price.context_window if price is not None else None
             if window:

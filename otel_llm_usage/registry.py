@@ -13,8 +13,9 @@ one: the instrumentor imports a module only when its library is installed.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable
+
+from . import _fork
 
 log = logging.getLogger("otel_llm_usage")
 
@@ -46,7 +47,7 @@ ALIASES: dict[str, str] = {
 }
 
 _warned: set[str] = set()
-_warned_lock = threading.Lock()
+_warned_lock = _fork.lock()
 
 
 def _warn_once(key: str, message: str, *args: object) -> None:

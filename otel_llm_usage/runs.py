@@ -27,7 +27,8 @@ from opentelemetry.util import types
 from . import active
 from . import semconv as sc
 from ._guard import report
-from .context import Attribution, current_attribution
+from ._redact import redact
+from .context import Attribution, current_attribution, propagate_session
 from .rollup import Budget, Rollup, Run
 from .summary import UsageRow, UsageSummary
 from .usage import Usage
@@ -84,17 +85,24 @@ def _restore(token: Token[Attribution], ctx_token: object) -> None:
         current_attribution.reset(token)
     except ValueError:
         return
-    otel_context.detach(ctx_token)  # type: ignore[arg-type]
+    if ctx_token is not None:  # None: the block put nothing into the context (no baggage)
+        otel_context.detach(ctx_token)  # type: ignore[arg-type]
 
 
 class SessionBlock:
     """What `session()` returns: a context manager (sync or async) that yields the session id."""
 
-    __slots__ = ("_attributes", "_budgets", "_session_id", "_tokens", "_user_id")
+    __slots__ = ("_attributes", "_budgets", "_propagate", "_session_id", "_tokens", "_user_id")
 
     def __init__(
-        self, session_id: str, user_id: str | None, budgets: tuple[Budget, ...], attributes: dict[str, Any]
+        self,
+        session_id: str,
+        user_id: str | None,
+        budgets: tuple[Budget, ...],
+        attributes: dict[str, Any],
+        propagate: bool | None = None,
     ) -> None:
+        self._propagate = propagate
         self._session_id = session_id
         self._user_id = user_id
         self._budgets = budgets
@@ -114,7 +122,11 @@ class SessionBlock:
             except Exception as exc:
                 report("runs.session", exc)
         token = current_attribution.set(attribution)
-        ctx_token = otel_context.attach(baggage.set_baggage(sc.SESSION_ID, sid))
+        ctx_token = (
+            otel_context.attach(baggage.set_baggage(sc.SESSION_ID, sid))
+            if propagate_session(self._propagate)
+            else None
+        )
         self._tokens.append((attribution, token, ctx_token))
         return sid
 
@@ -140,13 +152,18 @@ def session(
     user_id: str | None = None,
     budgets: Iterable[Budget] = (),
     attributes: Attributes | None = None,
+    propagate: bool | None = None,
 ) -> SessionBlock:
     """Put every span started inside on session `session_id` (and user `user_id`).
 
     LLM-call and run spans get `gen_ai.conversation.id` and `session.id` (other spans
     `session.id`), plus `user.id` when given and `attributes` (e.g. `{"tenant.id": "acme"}`,
-    names used as given) on run and LLM-call spans. The id also travels in W3C baggage
-    (`session.id`), so a downstream service using this package joins the same session.
+    names used as given) on run and LLM-call spans.
+
+    The id stays in the process unless `propagate=True` (or `OTEL_LLM_USAGE_PROPAGATE_SESSION=true`):
+    then it also travels in W3C baggage (`session.id`) to the application's own services, so one
+    using this package joins the same session. It never goes to an LLM provider: instrumented
+    calls send their requests without session or user ids in the baggage.
 
     Leaving the block does not close the session: a conversation spans many requests. Its
     ledger lives until `close_session()`, eviction (least recently used beyond `max_sessions`)
@@ -158,7 +175,14 @@ def session(
         _check_id(user_id, "user_id") if user_id is not None else None,
         _budgets(budgets),
         dict(attributes or {}),
+        _check_flag(propagate, "propagate"),
     )
+
+
+def _check_flag(value: object, what: str) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"{what} must be True, False or None, not {value!r}")
+    return value
 
 
 def _tracer() -> trace.Tracer:
@@ -231,7 +255,14 @@ class RunBlock:
         if user_id is not None:
             span_attrs[sc.USER_ID] = user_id
         ctx = otel_context.get_current()
-        if self._session_id is not None and baggage.get_baggage(sc.SESSION_ID, ctx) != session_id:
+        propagated = baggage.get_baggage(sc.SESSION_ID, ctx)
+        # The run's own session replaces one already propagated (the user opted in upstream);
+        # otherwise it goes into the baggage only when the environment opts in.
+        if (
+            self._session_id is not None
+            and propagated != session_id
+            and (propagated is not None or propagate_session(None))
+        ):
             ctx = baggage.set_baggage(sc.SESSION_ID, session_id, ctx)
         rollup = active.current_rollup()
         run: Run | None = None
@@ -288,7 +319,7 @@ class RunBlock:
             if exc is not None and span.is_recording():
                 etype = type(exc).__qualname__
                 span.set_attribute(sc.ERROR_TYPE, etype)
-                span.set_status(Status(StatusCode.ERROR, str(exc)[:256] or etype))
+                span.set_status(Status(StatusCode.ERROR, redact(str(exc)) or etype))
         except Exception as inner:
             report("runs.run_error", inner)
         if state.rollup is not None:

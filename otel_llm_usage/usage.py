@@ -12,22 +12,51 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from . import _fork
+from ._guard import warn_once
+
+# The largest token count read as real, for one bucket of one call: far above any context window
+# (millions of tokens), far below where sums go wrong. Above it a count can only be corrupt; summed
+# into a cumulative counter it would pass 2**63 - 1, which OTLP cannot encode, and every later
+# metric export of the process would fail. Such a count is read as absent, like any unreadable one.
+MAX_TOKEN_COUNT = 2**32
+
 
 def as_count(value: object) -> int:
-    """A token count from whatever a provider sent: non-negative int, anything else is 0.
+    """A token count from whatever a provider sent: a non-negative int up to `MAX_TOKEN_COUNT`,
+    anything else is 0.
 
-    Providers (and proxies in front of them) sometimes send floats, strings or nulls; a count
-    that cannot be read is treated as absent rather than guessed.
+    Providers (and proxies in front of them) sometimes send floats, strings, nulls or absurd
+    numbers; a count that cannot be read is treated as absent rather than guessed.
     """
     if type(value) is int:
+        if value > MAX_TOKEN_COUNT:
+            return _out_of_range(value)
         return value if value > 0 else 0
     if isinstance(value, bool):
         return 0
     if isinstance(value, int):
-        return value if value > 0 else 0
+        return as_count(int(value))
     if isinstance(value, float) and math.isfinite(value) and value > 0 and value.is_integer():
-        return int(value)
+        return as_count(int(value))
     return 0
+
+
+def _out_of_range(value: int) -> int:
+    warn_once(
+        "usage.count_out_of_range",
+        "otel-llm-usage: a token count of about 2**%d from an LLM response is above %d and is read "
+        "as absent (further counts out of range are not logged)",
+        value.bit_length() - 1,
+        MAX_TOKEN_COUNT,
+    )
+    return 0
+
+
+def _bounded(count: int) -> int:
+    if count > MAX_TOKEN_COUNT:
+        return _out_of_range(count)
+    return count if count > 0 else 0
 
 
 class TokenUsage(NamedTuple):
@@ -65,10 +94,13 @@ class TokenUsage(NamedTuple):
         """Build a ledger that satisfies the invariants even from inconsistent provider data.
 
         A subset larger than its total can only come from a malformed payload; the subset is cut
-        to fit rather than inflating the billed total.
+        to fit rather than inflating the billed total. A count above `MAX_TOKEN_COUNT` (a sum of
+        fields each in range can pass it) is read as absent.
         """
         if (
-            cache_read >= 0
+            input <= MAX_TOKEN_COUNT
+            and output <= MAX_TOKEN_COUNT
+            and cache_read >= 0
             and cache_write >= 0
             and cache_read + cache_write <= input
             and 0 <= cache_write_1h <= cache_write
@@ -79,18 +111,21 @@ class TokenUsage(NamedTuple):
             return cls(
                 input, output, cache_read, cache_write, cache_write_1h, reasoning, input_audio, output_audio
             )
-        input, output = max(input, 0), max(output, 0)
-        cache_read = min(max(cache_read, 0), input)
-        cache_write = min(max(cache_write, 0), input - cache_read)
+        input, output = _bounded(input), _bounded(output)
+        cache_read, cache_write = _bounded(cache_read), _bounded(cache_write)
+        cache_write_1h, reasoning = _bounded(cache_write_1h), _bounded(reasoning)
+        input_audio, output_audio = _bounded(input_audio), _bounded(output_audio)
+        cache_read = min(cache_read, input)
+        cache_write = min(cache_write, input - cache_read)
         return cls(
             input=input,
             output=output,
             cache_read=cache_read,
             cache_write=cache_write,
-            cache_write_1h=min(max(cache_write_1h, 0), cache_write),
-            reasoning=min(max(reasoning, 0), output),
-            input_audio=min(max(input_audio, 0), input),
-            output_audio=min(max(output_audio, 0), output),
+            cache_write_1h=min(cache_write_1h, cache_write),
+            reasoning=min(reasoning, output),
+            input_audio=min(input_audio, input),
+            output_audio=min(output_audio, output),
         )
 
     @property
@@ -143,7 +178,7 @@ class Usage:
     unpriced_requests: int = 0
     errors: int = 0
     by_model: dict[str, Usage] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=_fork.lock, repr=False, compare=False)
 
     def add_call(
         self,

@@ -92,8 +92,10 @@ def test_session_ids_and_attributes_reach_llm_run_and_other_spans(
 
 def test_session_id_travels_in_w3c_baggage_and_is_restored(telemetry: Telemetry) -> None:
     assert baggage.get_baggage(sc.SESSION_ID) is None
-    with session("conv-outer"):
-        with session("conv-inner"):
+    with session("conv-private"):
+        assert baggage.get_baggage(sc.SESSION_ID) is None  # stays in the process unless opted in
+    with session("conv-outer", propagate=True):
+        with session("conv-inner", propagate=True):
             carrier: dict[str, str] = {}
             W3CBaggagePropagator().inject(carrier)
             assert carrier["baggage"] == "session.id=conv-inner"
@@ -130,7 +132,7 @@ def test_session_follows_copied_contexts_into_threads_and_leaving_restores(
 ) -> None:
     c = client(openai_emulator)
     seen: dict[str, Any] = {}
-    with session("conv-threads"):
+    with session("conv-threads", propagate=True):
         ctx = contextvars.copy_context()
         worker = threading.Thread(target=ctx.run, args=(chat, c, openai_emulator, 31))
         worker.start()
@@ -244,7 +246,7 @@ def test_run_span_shape_parentage_and_current_run(telemetry: Telemetry, openai_e
 
 def test_run_with_its_own_session_id(telemetry: Telemetry, openai_emulator: Any) -> None:
     c = client(openai_emulator)
-    with session("conv-a"):
+    with session("conv-a", propagate=True):
         with run("r", session_id="conv-b") as r:
             assert baggage.get_baggage(sc.SESSION_ID) == "conv-b"
             chat(c, openai_emulator, 51)
@@ -309,7 +311,7 @@ def test_run_exception_is_reraised_and_marks_the_span(telemetry: Telemetry, open
 
 
 def test_scopes_work_without_instrumentation() -> None:
-    with session("conv-plain"), run("plain") as r:
+    with session("conv-plain", propagate=True), run("plain") as r:
         assert current_run() is r
         assert baggage.get_baggage(sc.SESSION_ID) == "conv-plain"
         assert not trace.get_current_span().is_recording()

@@ -22,17 +22,18 @@ or is garbage-collected.
 from __future__ import annotations
 
 import contextvars
-import threading
 from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any, Protocol, TypeGuard, TypeVar
 
 from opentelemetry.trace import Status, StatusCode
 
+from .. import _fork
 from .. import semconv as sc
 from .._finalise import arm, finalise
 from .._guard import report
 from .._proxy import ObjectProxy
+from .._redact import redact
 from ..rollup import Run
 
 __all__ = [
@@ -100,7 +101,7 @@ class RunEntry:
             return
         try:
             span.set_attribute(sc.ERROR_TYPE, error_type)
-            span.set_status(Status(StatusCode.ERROR, (message or error_type)[:256]))
+            span.set_status(Status(StatusCode.ERROR, redact(message or error_type)))
         except Exception as exc:
             report("frameworks.mark_failed", exc)
 
@@ -169,7 +170,7 @@ class DetachedRun:
     def __init__(self, entry: RunEntry) -> None:
         self._ctx = contextvars.copy_context()
         self._entry = entry
-        self._lock = threading.Lock()
+        self._lock = _fork.lock()
         self._done = False
 
     @classmethod

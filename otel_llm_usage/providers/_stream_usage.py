@@ -12,12 +12,12 @@ the endpoint, so the caller only ever sees the answer to their own request.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
+from .. import _fork
 from .. import semconv as sc
 from .._finalise import drain, pending
 from .._guard import report
@@ -75,7 +75,7 @@ class RefusingEndpoints:
     def __init__(self, limit: int = MAX_ENDPOINTS) -> None:
         self._seen: dict[tuple[str | None, int | None], None] = {}
         self._limit = limit
-        self._lock = threading.Lock()
+        self._lock = _fork.lock()
 
     def __contains__(self, endpoint: tuple[str | None, int | None]) -> bool:
         return endpoint in self._seen

@@ -19,9 +19,12 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from opentelemetry import context as otel_context
+
 from .. import semconv as sc
 from .._guard import report
 from ..config import Options
+from ..context import without_private_baggage
 from ..recorder import CallRequest, CallResult, LLMCall, Recorder
 from ..streams import Accumulator
 from ..usage import TokenUsage, as_count
@@ -269,7 +272,12 @@ def _sdk_trace_headers(client: Any, span: Any) -> dict[str, str]:
         return {}
     from anthropic._tracing import trace_headers
 
-    headers: dict[str, str] = trace_headers(span)
+    # Written before the call's context is current: leave the session and user ids out here too.
+    token = otel_context.attach(without_private_baggage(otel_context.get_current()))
+    try:
+        headers: dict[str, str] = trace_headers(span)
+    finally:
+        otel_context.detach(token)
     return headers
 
 

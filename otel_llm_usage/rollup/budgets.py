@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from opentelemetry import trace
 
+from .. import _fork
 from .._guard import report
 from ..listener import CallRefused
 from ..semconv import (
@@ -79,7 +79,7 @@ class BudgetPolicy:
         self.process_budgets = tuple(b for b in budgets if b.scope == "process")
         self.active = bool(budgets)  # also set once a run or session brings budgets of its own
         self._process_exceeded: set[Budget] = set()
-        self._lock = threading.Lock()
+        self._lock = _fork.lock()
         self._callback = callback
         self._sessions = sessions
         self._process = process

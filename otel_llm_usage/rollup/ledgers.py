@@ -9,13 +9,13 @@ tracer provider carries the `RollupProcessor`, by the spans of other instrumenta
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import metrics, trace
 
+from .. import _fork
 from .. import semconv as sc
 from .._guard import report
 from ..context import current_attribution
@@ -50,7 +50,7 @@ class Rollup:
         self.spans: dict[int, Run | None] = {}
         self.process = Usage()
         self._agents: dict[str, Usage] = {}
-        self._agents_lock = threading.Lock()
+        self._agents_lock = _fork.lock()
         self.metrics = RollupMetrics(meter_provider)
         self.sessions = Sessions(
             options.max_sessions, options.session_idle_seconds, clock, self.metrics.record_sessions

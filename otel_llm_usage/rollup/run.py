@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import trace
 
+from .. import _fork
 from .. import semconv as sc
 from ..usage import TokenUsage, Usage
 
@@ -76,7 +76,7 @@ class Run:
         self.exceeded: set[Budget] | None = None  # budgets already reported exceeded here
         self._span = span
         self._closed = False
-        self._lock = threading.Lock()
+        self._lock = _fork.lock()
         self._t0 = time.perf_counter()
         self._t0_ns = time.time_ns()
         self._first_out_ns: int | None = None

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .. import _fork
 from .. import semconv as sc
 from ..usage import Usage
 
@@ -44,7 +44,7 @@ class Sessions:
         clock: Callable[[], float],
         on_evict: Callable[[list[SessionLedger]], None],
     ) -> None:
-        self.lock = threading.Lock()
+        self.lock = _fork.lock()
         self.items: OrderedDict[str, SessionLedger] = OrderedDict()
         self.max = max(1, max_sessions)
         self.idle = idle_seconds if idle_seconds > 0 else float("inf")

@@ -72,7 +72,7 @@ carrier: dict[str, str] = {}
 # A call outside the session in each worker: it must count in the process but not in the session.
 call("gpt-4o-mini", 5000, 100)
 if role == "first":
-    with otel_llm_usage.session(session_id), tracer.start_as_current_span("turn 1"):
+    with otel_llm_usage.session(session_id, propagate=True), tracer.start_as_current_span("turn 1"):
         call("gpt-4o", 1200, 300)
         call("gpt-4o", 800, 200)
         propagate.inject(carrier)  # the headers a request to the next worker carries
