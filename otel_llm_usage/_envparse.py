@@ -13,10 +13,11 @@ import json
 import logging
 import math
 import os
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from . import _fork
 
 log = logging.getLogger("otel_llm_usage")
 
@@ -24,7 +25,7 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
 _warned: set[tuple[str, str]] = set()
-_warned_lock = threading.Lock()
+_warned_lock = _fork.lock()
 
 
 def warn_once(source: str, value: str, message: str) -> None:

@@ -74,6 +74,12 @@ def _counters_for(
         sc.UNIT_REQUEST,
         "LLM calls with usage but no known price.",
     )
+    meter.create_observable_counter(
+        sc.METRIC_USAGE_MISSING,
+        [partial(_observe_usage_missing, counters)],
+        sc.UNIT_REQUEST,
+        "LLM calls that ended without error and without usage: tokens and cost unknown.",
+    )
     try:
         _counters_by_provider[provider] = counters
     except TypeError:
@@ -93,6 +99,10 @@ def _observe_tokens(
             yield metrics.Observation(s.cache_write, {**attrs, sc.LLM_TOKEN_TYPE: "cache_write"})
         if s.reasoning:
             yield metrics.Observation(s.reasoning, {**attrs, sc.LLM_TOKEN_TYPE: "reasoning"})
+        if s.audio_input:
+            yield metrics.Observation(s.audio_input, {**attrs, sc.LLM_TOKEN_TYPE: "audio_input"})
+        if s.audio_output:
+            yield metrics.Observation(s.audio_output, {**attrs, sc.LLM_TOKEN_TYPE: "audio_output"})
 
 
 def _observe_cost(counters: CallCounters, options: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
@@ -107,3 +117,10 @@ def _observe_unpriced(
     for s in counters.series():
         if s.unpriced:
             yield metrics.Observation(s.unpriced, s.attributes)
+
+
+def _observe_usage_missing(
+    counters: CallCounters, options: metrics.CallbackOptions
+) -> Iterator[metrics.Observation]:
+    for attrs, calls in counters.missing():
+        yield metrics.Observation(calls, attrs)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 class EndedCall(NamedTuple):
     """One finished LLM call, as the recorder measured and priced it (a tuple: cheap to make)."""
 
-    model: str  # the response's model, else the requested one, else "unknown"
+    model: str  # the requested model, else the response's, else "unknown"
     usage: TokenUsage | None  # None when the provider reported no usage
     cost_usd: float | None  # None when the call could not be priced
     error: bool
@@ -30,6 +30,7 @@ class EndedCall(NamedTuple):
     agent: str | None
     session_id: str | None
     attributes: Mapping[str, Any]  # the attributes the call started with (for metric attributes)
+    response_model: str | None = None  # the model the response named
 
 
 class CallRefused(RuntimeError):

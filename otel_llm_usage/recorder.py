@@ -24,6 +24,7 @@ from .context import current_attribution, without_private_baggage
 from .listener import CallListener, CallRefused, EndedCall
 from .pricing import Cost, Pricer
 from .usage import TokenUsage
+from .usage_missing import MissingUsageWarnings
 from .version import INSTRUMENTATION_NAME, __version__
 
 
@@ -96,6 +97,7 @@ class Recorder:
         self.tpoc = m.tpoc
         self.utilization = m.utilization
         self.counters = m.counters
+        self.missing_usage = MissingUsageWarnings()
 
     def add_listener(self, listener: CallListener) -> None:
         self.listeners = (*self.listeners, listener)
@@ -363,6 +365,12 @@ class LLMCall:
                 rec.utilization.record(utilization, mattrs)
         if usage is not None or total_cost is not None:
             rec.counters.add(mattrs, usage, total_cost)
+        if usage is None and etype is None:
+            rec.counters.add_missing(mattrs, req.server_address)
+            rec.missing_usage.warn_once(
+                req.server_address, req.provider, req.model, stream=req.stream, incomplete=incomplete,
+                usage_requested=bool(req.attributes and req.attributes.get(sc.STREAM_USAGE_INJECTED)),
+            )  # fmt: skip
 
     def _notify_end(
         self,
@@ -379,7 +387,7 @@ class LLMCall:
         else:
             first = None if error else end_ns
         attrs = self._attrs
-        model = res.response_model or attrs.get(sc.REQUEST_MODEL) or "unknown"
+        model = attrs.get(sc.REQUEST_MODEL) or res.response_model or "unknown"
         ended = EndedCall(
             str(model),
             usage,
@@ -392,6 +400,7 @@ class LLMCall:
             attrs.get(sc.AGENT_NAME),
             attrs.get(sc.SESSION_ID) or attrs.get(sc.CONVERSATION_ID),
             attrs,
+            res.response_model,
         )
         for listener, state in self._listened or ():
             try:

@@ -62,6 +62,7 @@ INSTRUMENTS: tuple[tuple[str, str, str, tuple[float, ...] | None], ...] = (
     ("llm_usage.tokens", "counter", "{token}", None),
     ("llm_usage.cost", "counter", "USD", None),
     ("llm_usage.requests.unpriced", "counter", "{request}", None),
+    ("llm_usage.requests.usage_missing", "counter", "{request}", None),
     ("llm_usage.run.cost", "histogram", "USD", COST_BUCKETS),
     ("llm_usage.run.tokens", "histogram", "{token}", TOKEN_BUCKETS),
     ("llm_usage.run.requests", "histogram", "{request}", COUNT_BUCKETS),
@@ -90,8 +91,10 @@ ATTRIBUTE_VARIANTS: dict[str, list[dict[str, str]]] = {
     "gen_ai.client.token.usage": [{"gen_ai.token.type": t} for t in ("input", "output")],
     "gen_ai.client.operation.duration": [{}, {"error.type": "RateLimitError"}],
     "llm_usage.tokens": [
-        {"llm_usage.token.type": t} for t in ("input", "output", "cache_read", "cache_write", "reasoning")
+        {"llm_usage.token.type": t}
+        for t in ("input", "output", "cache_read", "cache_write", "reasoning", "audio_input", "audio_output")
     ],
+    "llm_usage.requests.usage_missing": [{"server.address": "vllm.internal"}],
 }
 # Labels whose values are an enumeration: an equality matcher on them must use an emitted value.
 ENUM_LABELS = ("gen_ai_token_type", "llm_usage_token_type", "gen_ai_operation_name")
@@ -124,6 +127,7 @@ EXPECTED_ALERTS = {
     "LLMCacheHitRatioCollapse",
     "LLMUnpricedRequests",
     "LLMContextWindowNearlyFull",
+    "LLMUsageMissing",
 }
 DS_VARIABLE = "DS_PROMETHEUS"
 

@@ -70,6 +70,7 @@ def assert_matches(u: Usage | Any, t: Tally, what: str) -> None:
     assert got == want, what
     assert u.cost_usd == pytest.approx(t.cost_usd, rel=0, abs=1e-12), what
     assert (u.cache_write_tokens, u.unpriced_requests, u.errors) == (0, 0, 0), what
+    assert (u.priced_requests, u.usage_missing_requests) == (t.requests, 0), what
 
 
 def assert_run_span(attrs: dict[str, Any], t: Tally, what: str) -> None:

@@ -36,6 +36,7 @@ def test_examples_run() -> None:
         ("examples.openai_agents_example", "stream_usage='always'"),
         ("examples.agno_example", "300 + 5000 + 1000 = 6300"),
         ("examples.record_call_example", "peak context use=75%"),
+        ("examples.usage_summary_example", "loaded back equal: True"),
     ):
         out = subprocess.run(
             [sys.executable, "-m", example], cwd=root, env=env, capture_output=True, text=True, timeout=300

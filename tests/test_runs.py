@@ -357,7 +357,7 @@ def test_usage_summary_breakdowns_table_and_dict(telemetry: Telemetry, openai_em
     lines = text.splitlines()
     assert lines[0].split() == [
         "requests", "input", "output", "cache_read", "cache_write", "reasoning",
-        "cost_usd", "avg_cost_usd", "out/total", "unpriced", "errors",
+        "cost_usd", "avg_cost_usd", "usd/1k_out", "tok/call", "out/total", "unpriced", "no_usage", "errors",
     ]  # fmt: skip
     for section in ("total", "by agent", "by model", "by session"):
         assert section in lines

@@ -124,7 +124,7 @@ class Rollup:
             return
         try:
             run: Run | None = state  # type: ignore[assignment]
-            model, tokens, cost, error, start_ns, end_ns, first_ns, util, agent, sid, attrs = call
+            model, tokens, cost, error, start_ns, end_ns, first_ns, util, agent, sid, attrs, rm = call
             session_id = str(sid) if sid else None
             interval: tuple[int, int, int | None] | None = None
             if run is not None:
@@ -139,17 +139,17 @@ class Rollup:
             late: Run | None = None
             r = run
             while r is not None:
-                if not r.add_call(model, tokens, cost, error, interval, util):
+                if not r.add_call(model, tokens, cost, error, interval, util, rm):
                     late = late or r
                 r = r.parent
-            self.process.add_call(model, tokens, cost, error)
+            self.process.add_call(model, tokens, cost, error, response_model=rm)
             if isinstance(agent, str) and agent:
-                self._agent_usage(agent).add_call(model, tokens, cost, error)
+                self._agent_usage(agent).add_call(model, tokens, cost, error, response_model=rm)
             if session_id:
                 self.sessions.update(
                     session_id,
                     lambda: self.session_metric_attrs(attrs),
-                    lambda s: s.usage.add_call(model, tokens, cost, error),
+                    lambda s: s.usage.add_call(model, tokens, cost, error, response_model=rm),
                 )
             if late is not None:
                 self.metrics.late_call(late.agent)

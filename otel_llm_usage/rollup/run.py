@@ -109,6 +109,7 @@ class Run:
         error: bool,
         interval: tuple[int, int, int | None] | None,
         utilization: float | None,
+        response_model: str | None = None,
     ) -> bool:
         """Count one finished call; False (nothing counted) if the run has already ended.
 
@@ -117,7 +118,7 @@ class Run:
         with self._lock:
             if self._closed:
                 return False
-            self.usage.add_call(model, tokens, cost, error)
+            self.usage.add_call(model, tokens, cost, error, response_model=response_model)
             if interval is not None:
                 start, end, first = interval
                 self._intervals.append((start, end))
@@ -181,4 +182,16 @@ def run_totals(u: Usage) -> dict[str, Any]:
         sc.RUN_COST_USD: u.cost_usd,
         sc.RUN_UNPRICED_REQUESTS: u.unpriced_requests,
         sc.RUN_ERRORS: u.errors,
+        sc.RUN_USAGE_MISSING_REQUESTS: u.usage_missing_requests,
+        **audio_totals(u, sc.RUN_AUDIO_INPUT_TOKENS, sc.RUN_AUDIO_OUTPUT_TOKENS),
     }
+
+
+def audio_totals(u: Usage, input_key: str, output_key: str) -> dict[str, Any]:
+    """Audio token totals, only where there were some."""
+    out: dict[str, Any] = {}
+    if u.audio_input_tokens:
+        out[input_key] = u.audio_input_tokens
+    if u.audio_output_tokens:
+        out[output_key] = u.audio_output_tokens
+    return out

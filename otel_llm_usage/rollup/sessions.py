@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .. import _fork
 from .. import semconv as sc
 from ..usage import Usage
+from .run import audio_totals
 
 if TYPE_CHECKING:
     from .budgets import Budget
@@ -138,4 +139,6 @@ def session_totals(s: SessionLedger | None) -> dict[str, Any]:
         sc.SESSION_COST_USD: u.cost_usd,
         sc.SESSION_INPUT_TOKENS: u.input_tokens,
         sc.SESSION_OUTPUT_TOKENS: u.output_tokens,
+        sc.SESSION_USAGE_MISSING_REQUESTS: u.usage_missing_requests,
+        **audio_totals(u, sc.SESSION_AUDIO_INPUT_TOKENS, sc.SESSION_AUDIO_OUTPUT_TOKENS),
     }
