@@ -15,7 +15,16 @@ PY_OH := $(VENV_OH)/bin/python
 PYENV_ROOT ?= $(HOME)/.pyenv
 PYTHON312 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.12.*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
 
-.PHONY: test demo lint test-openai2 test-openhands bench bench-instructions compare soak clean
+# The declared lower bounds, installed together (scripts/min_constraints.py pins each dependency to
+# its `>=` bound) and run against the core tests.
+VENV_MIN := .venv-min
+PY_MIN := $(VENV_MIN)/bin/python
+MIN_EXTRAS := test,openai,anthropic,bedrock
+CORE_TESTS := tests/test_usage.py tests/test_pricing.py tests/test_manual.py tests/test_rollup.py \
+	tests/test_runs.py tests/test_budgets.py tests/test_faults.py tests/test_semconv.py \
+	tests/providers/test_openai.py tests/providers/test_anthropic.py
+
+.PHONY: test demo lint test-openai2 test-openhands test-min-versions bench bench-instructions compare soak clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +46,13 @@ $(VENV_OH)/.installed: pyproject.toml
 	$(PY_OH) -m pip install $(PIP_FLAGS) -e ".[test,openhands]"
 	touch $@
 
+$(VENV_MIN)/.installed: pyproject.toml scripts/min_constraints.py
+	$(PYTHON) -m venv $(VENV_MIN)
+	$(PY_MIN) -m pip install $(PIP_FLAGS) --upgrade pip
+	$(PYTHON) scripts/min_constraints.py --extras $(MIN_EXTRAS) > $(VENV_MIN)/constraints.txt
+	$(PY_MIN) -m pip install $(PIP_FLAGS) -c $(VENV_MIN)/constraints.txt -e ".[$(MIN_EXTRAS)]"
+	touch $@
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check otel_llm_usage emulators tests benchmarks examples scripts
 	$(VENV)/bin/ruff format --check otel_llm_usage emulators tests benchmarks examples scripts
@@ -47,6 +63,10 @@ test: lint $(VENV)/.installed $(VENV_OPENAI2)/.installed $(VENV_OH)/.installed
 	$(PY2) -m pytest -q -p no:cacheprovider tests/providers/test_openai.py tests/providers/test_stream_usage.py \
 		tests/emulators/test_openai_emulator.py
 	$(MAKE) --no-print-directory test-openhands
+	$(MAKE) --no-print-directory test-min-versions
+
+test-min-versions: $(VENV_MIN)/.installed
+	$(PY_MIN) -m pytest -q -p no:cacheprovider $(CORE_TESTS)
 
 # No OTLP endpoint variables: OpenHands would start Laminar tracing of its own.
 test-openhands: $(VENV_OH)/.installed
@@ -72,4 +92,4 @@ compare:
 	$(PYTHON) benchmarks/compare.py
 
 clean:
-	rm -rf $(VENV) $(VENV_OPENAI2) $(VENV_OH)
+	rm -rf $(VENV) $(VENV_OPENAI2) $(VENV_OH) $(VENV_MIN)

@@ -4,7 +4,10 @@ Every contender gets a virtual environment of its own under `.bench-venvs/<name>
 reused (`--rebuild` builds them again), with the same openai, anthropic and OpenTelemetry SDK
 versions (`SDK_PINS`, `OTEL_PINS`):
 
-  none            the SDKs only: the baseline every figure is taken against
+  none            the SDKs only: the baseline every figure is taken against (a global tracer
+                  provider is set, so anthropic's own tracing runs in it)
+  none-untraced   the SDKs only with anthropic's own tracing off (ANTHROPIC_OPEN_TELEMETRY=false):
+                  the clean baseline; this package's figures are also given against it
   otel-llm-usage  this package (`pip install -e .[openai,anthropic]`)
   openllmetry     opentelemetry-instrumentation-openai / -anthropic (Traceloop's OpenLLMetry)
   openai-v2       opentelemetry-instrumentation-openai-v2 (the official contrib one; openai only)
@@ -97,10 +100,24 @@ class Contender:
     instruments: tuple[str, ...] = ("openai", "anthropic")
     editable: bool = False
     force_sdks: bool = False
+    # The environment it runs in, when it shares another contender's (default: its own name).
+    venv: str = ""
+    # The anthropic SDK's own tracing switched off (ANTHROPIC_OPEN_TELEMETRY=false).
+    sdk_tracing_off: bool = False
+
+    @property
+    def env_name(self) -> str:
+        return self.venv or self.name
 
 
 CONTENDERS = (
     Contender("none", "none (SDKs only)", instruments=()),
+    # The clean baseline: the same SDKs with anthropic's own tracing off, so its anthropic figures
+    # contain no SDK span. `none` keeps that tracing (a global tracer provider is set), and the
+    # package, which replaces the SDK's span with its own, is measured against both.
+    Contender(
+        "none-untraced", "none, anthropic SDK tracing off", instruments=(), venv="none", sdk_tracing_off=True
+    ),
     Contender("otel-llm-usage", "otel-llm-usage (this package)", editable=True),
     Contender(
         "openllmetry",
@@ -329,7 +346,7 @@ def anthropic_stream(client: Any) -> int:
 
 def instrument(name: str, tracer_provider: Any, meter_provider: Any) -> None:
     """Sets the contender up the way its documentation says, with content capture off."""
-    if name == "none":
+    if not BY_NAME[name].instruments:
         return
     if name == "otel-llm-usage":
         import otel_llm_usage
@@ -441,6 +458,9 @@ def set_up(name: str, chunks: int, exporter: Any = None) -> tuple[Workload, Any,
         reader = InMemoryMetricReader()
         meter_provider = MeterProvider(metric_readers=[reader])
     set_global_providers(tracer_provider, meter_provider)
+    if BY_NAME[name].sdk_tracing_off:
+        # Read by the anthropic SDK when a client is built, which happens in Workload below.
+        os.environ["ANTHROPIC_OPEN_TELEMETRY"] = "false"
     instrument(name, tracer_provider, meter_provider)
     import anthropic  # noqa: F401
     import openai  # noqa: F401
@@ -642,7 +662,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def venv_python(name: str) -> str:
-    return os.path.join(VENVS, name, "bin", "python")
+    return os.path.join(VENVS, BY_NAME[name].env_name if name in BY_NAME else name, "bin", "python")
 
 
 def install_steps(contender: Contender) -> list[list[str]]:
@@ -659,7 +679,7 @@ def install_steps(contender: Contender) -> list[list[str]]:
 
 def ensure_venv(contender: Contender, rebuild: bool) -> dict[str, Any]:
     """Builds `.bench-venvs/<name>` unless it was built from the same steps; returns its record."""
-    path = os.path.join(VENVS, contender.name)
+    path = os.path.join(VENVS, contender.env_name)
     marker_path = os.path.join(path, ".installed.json")
     steps = install_steps(contender)
     digest = hashlib.sha256(json.dumps(steps).encode()).hexdigest()
@@ -1015,6 +1035,15 @@ def instructions_markdown(counts: dict[str, dict[str, Any]], chunks: int) -> str
             cells.append(f"{per_chunk(c, sdk) - per_chunk(base, sdk):+,.0f}")
             cells.append(f"{c[f'{sdk}_stream'] - base[f'{sdk}_stream']:+,.0f}")
         rows.append(f"| {BY_NAME[name].label} | " + " | ".join(cells) + " |")
+    if "none-untraced" in counts and "otel-llm-usage" in counts:
+        # The same package figures against the clean baseline (no SDK span in it).
+        clean, own = counts["none-untraced"]["per_call"], counts["otel-llm-usage"]["per_call"]
+        cells = []
+        for sdk in ("openai", "anthropic"):
+            cells.append(f"{own[f'{sdk}_call'] - clean[f'{sdk}_call']:+,.0f}")
+            cells.append(f"{per_chunk(own, sdk) - per_chunk(clean, sdk):+,.0f}")
+            cells.append(f"{own[f'{sdk}_stream'] - clean[f'{sdk}_stream']:+,.0f}")
+        rows.append("| otel-llm-usage vs none, anthropic SDK tracing off | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -1061,7 +1090,9 @@ def run_parent(args: argparse.Namespace) -> int:
     if args.instructions and not shutil.which("valgrind"):
         raise SystemExit("valgrind is not installed: apt-get update && apt-get install -y valgrind")
     os.makedirs(VENVS, exist_ok=True)
-    builds = {n: ensure_venv(BY_NAME[n], args.rebuild) for n in names}
+    envs = {BY_NAME[n].env_name: BY_NAME[n] for n in reversed(names)}
+    built = {env: ensure_venv(contender, args.rebuild) for env, contender in envs.items()}
+    builds = {n: built[BY_NAME[n].env_name] for n in names}
     for n, record in builds.items():
         if record.get("pip_check"):
             print(f"pip check in {n}: {record['pip_check']}", file=sys.stderr)

@@ -2,9 +2,11 @@
 
 Runs against the embedded OpenAI emulator (no API key needed). With OPENAI_API_KEY set it calls
 the real OpenAI API instead. With OTEL_EXPORTER_OTLP_ENDPOINT set, spans also go to that
-Collector / Jaeger over OTLP.
+Collector / Jaeger over OTLP; with `--metrics otlp` the metrics go there too, instead of being
+served on /metrics (one path, so nothing is counted twice).
 
-    python -m examples.demo [--loops N] [--serve SECONDS] [--port PORT]
+    python -m examples.demo [--loops N | --forever] [--interval SECONDS] [--metrics prometheus|otlp]
+                            [--serve SECONDS] [--port PORT]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import openai
 from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -30,8 +33,12 @@ Push = Callable[..., None]
 EMULATED = not os.environ.get("OPENAI_API_KEY")
 
 
+def resource() -> Resource:
+    return Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or "otel-llm-usage-demo"})
+
+
 def tracer_provider() -> TracerProvider:
-    tp = TracerProvider(resource=Resource.create({"service.name": "otel-llm-usage-demo"}))
+    tp = TracerProvider(resource=resource())
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -39,6 +46,19 @@ def tracer_provider() -> TracerProvider:
         tp.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(tp)
     return tp
+
+
+def otlp_meter_provider() -> MeterProvider:
+    """Metrics over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT, every OTEL_METRIC_EXPORT_INTERVAL ms.
+
+    Histogram points carry exemplars (the SDK's default filter keeps measurements made inside a
+    sampled span: each call's own span), which a Collector can expose as OpenMetrics."""
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    return MeterProvider(
+        metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())], resource=resource()
+    )
 
 
 def triage(client: openai.OpenAI, push: Push, question: str) -> str:
@@ -131,6 +151,16 @@ def show_metrics(port: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--loops", type=int, default=1, help="repeat the workload (0: until interrupted)")
+    parser.add_argument("--forever", action="store_true", help="repeat the workload until interrupted")
+    parser.add_argument(
+        "--interval", type=float, default=0.0, help="seconds to wait between two rounds of the workload"
+    )
+    parser.add_argument(
+        "--metrics",
+        choices=("prometheus", "otlp"),
+        default="prometheus",
+        help="serve /metrics on --port (default), or send metrics over OTLP to OTEL_EXPORTER_OTLP_ENDPOINT",
+    )
     parser.add_argument(
         "--serve",
         type=float,
@@ -139,10 +169,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_METRICS_PORT", "9464")))
     args = parser.parse_args(argv)
+    if args.interval < 0:
+        parser.error("--interval must be >= 0")
+    if args.forever:
+        args.loops = 0
 
     emulator = OpenAIEmulator().start() if EMULATED else None
     tracer_provider()
-    otel_llm_usage.instrument(prometheus_port=args.port, stream_usage="always")
+    meter_provider = otlp_meter_provider() if args.metrics == "otlp" else None
+    if meter_provider is not None:
+        otel_llm_usage.instrument(meter_provider=meter_provider, stream_usage="always")
+    else:
+        otel_llm_usage.instrument(prometheus_port=args.port, stream_usage="always")
     if emulator is not None:
         client = openai.OpenAI(base_url=emulator.base_url, api_key="demo", max_retries=0)
 
@@ -168,10 +206,13 @@ def main(argv: list[str] | None = None) -> int:
             conversation(client, push, sessions[1], "bob", ["Compare vector DBs", "Pick one"])
             if args.loops == 0 or loop < args.loops:
                 close_sessions(sessions)
+                # A modest, steady rate: a dashboard's rate() sees a flat line, not bursts.
+                time.sleep(args.interval)
         print("\nUsage summary (this process):")
         print(otel_llm_usage.usage_summary())
         close_sessions(sessions)
-        show_metrics(args.port)
+        if meter_provider is None:
+            show_metrics(args.port)
         if args.serve:
             print(
                 f"\nServing /metrics {'until interrupted' if args.serve < 0 else f'for {args.serve:g} s'}..."
@@ -184,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         otel_llm_usage.uninstrument()
         trace.get_tracer_provider().shutdown()  # type: ignore[attr-defined]
+        if meter_provider is not None:
+            meter_provider.shutdown()
         if emulator is not None:
             emulator.stop()
     return 0

@@ -647,12 +647,33 @@ def test_compose_collector_gets_this_config_and_publishes_its_ports() -> None:
 
 
 def test_compose_app_sends_otlp_to_the_collector() -> None:
+    """The demo runs continuously and sends traces and metrics over OTLP only: one path, no /metrics."""
     app = compose()["services"]["app"]
-    assert "python -m examples.demo" in " ".join(app["command"])
+    command = " ".join(app["command"])
+    assert re.search(r"python -m examples\.demo .*--forever", command), command
+    interval = re.search(r"--interval (\S+)", command)
+    assert interval and 0 < float(interval.group(1)) <= 15, "a modest, steady rate within a scrape interval"
+    assert "--metrics otlp" in command
     endpoint = urlsplit(app["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"])
     assert endpoint.hostname == "otel-collector"
     assert endpoint.port == _port(collector()["receivers"]["otlp"]["protocols"]["http"]["endpoint"])
     assert app["environment"].get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf") == "http/protobuf"
+    assert app["environment"]["OTEL_SERVICE_NAME"], "the service name becomes the job label"
+    assert not _container_ports(app), "the app serves no /metrics: Prometheus would count its calls twice"
+    assert app.get("restart") in {"unless-stopped", "always"}
+
+
+def test_demo_accepts_the_flags_compose_gives_it() -> None:
+    from examples import demo
+
+    app = compose()["services"]["app"]
+    command = " ".join(app["command"]).split("python -m examples.demo", 1)[1].split("&&")[0].split()
+    parser_error = None
+    try:
+        demo.main([*command, "--help"])
+    except SystemExit as exit_:
+        parser_error = exit_.code
+    assert parser_error == 0
 
 
 def test_prometheus_targets_and_rule_files_match_compose() -> None:
@@ -677,7 +698,8 @@ def test_prometheus_targets_and_rule_files_match_compose() -> None:
     collector_port = _port(collector()["exporters"]["prometheus"]["endpoint"])
     targets = {t for job in jobs.values() for sc in job["static_configs"] for t in sc["targets"]}
     assert f"otel-collector:{collector_port}" in targets
-    assert "app:9464" in targets
+    # The app sends over OTLP: scraping it too would count every call twice.
+    assert not any(t.startswith("app:") for t in targets), targets
     assert jobs["otel-collector"].get("honor_labels") is True
     for target in targets:
         host, port = target.rsplit(":", 1)
@@ -815,3 +837,146 @@ def test_mutated_names_are_rejected(emitted: Emitted) -> None:
     cost = emitted.name("llm_usage.cost", "_total")
     assert cost.replace("_USD", "_usd") not in emitted.series
     assert metric_names(f"rate({cost.replace('_total', '')}[5m])") - emitted.series
+
+
+# --- images, health checks, exemplars, runbooks, inhibition ------------------------------------
+# A release tag: numbers (the echo server releases majors only), optionally a variant (-slim).
+_PINNED = re.compile(r"^[\w./-]+:v?\d+(\.\d+)*(-[\w.]+)?$")
+
+
+def test_every_image_is_pinned_to_a_release() -> None:
+    for name, service in compose()["services"].items():
+        image = service["image"]
+        assert _PINNED.match(image), f"{name}: {image} is not pinned to a release"
+        assert not image.endswith((":latest", ":main")), f"{name}: {image} floats"
+        if image.startswith("python:"):
+            assert re.fullmatch(r"python:3\.12\.\d+-slim", image), f"{name}: {image}"
+
+
+def _healthy_dependencies(service: dict[str, Any]) -> set[str]:
+    depends = service.get("depends_on", {})
+    if isinstance(depends, list):
+        return set()
+    return {name for name, cond in depends.items() if cond.get("condition") == "service_healthy"}
+
+
+def test_collector_health_check_is_published_and_gates_its_dependants() -> None:
+    services = compose()["services"]
+    health = collector()["extensions"]["health_check"]
+    assert "health_check" in collector()["service"]["extensions"]
+    port = _port(health["endpoint"])
+    assert port in _container_ports(services["otel-collector"]), "the health endpoint is not published"
+    checkers = [
+        name
+        for name, service in services.items()
+        if f"otel-collector:{port}" in " ".join(map(str, service.get("healthcheck", {}).get("test", [])))
+    ]
+    assert checkers, "no service's healthcheck asks the Collector's health_check endpoint"
+    (checker,) = checkers
+    assert "otel-collector" in services[checker].get("depends_on", [])
+    for dependant in ("prometheus", "app"):
+        assert checker in _healthy_dependencies(services[dependant]), (
+            f"{dependant} does not wait for the Collector to be healthy"
+        )
+
+
+def test_exemplars_flow_from_the_collector_to_grafana() -> None:
+    assert collector()["exporters"]["prometheus"].get("enable_open_metrics") is True
+    prometheus = compose()["services"]["prometheus"]
+    features = [a.split("=", 1)[1] for a in prometheus["command"] if a.startswith("--enable-feature=")]
+    assert any("exemplar-storage" in f.split(",") for f in features), prometheus["command"]
+    datasources = load_yaml("grafana/provisioning/datasources/prometheus.yml")["datasources"]
+    (prom,) = [d for d in datasources if d["type"] == "prometheus"]
+    uids = {d["uid"]: d for d in datasources}
+    destinations = prom["jsonData"]["exemplarTraceIdDestinations"]
+    assert destinations, "the Prometheus datasource links no exemplars"
+    for destination in destinations:
+        # The Collector's prometheus exporter labels each exemplar with trace_id.
+        assert destination["name"] == "trace_id"
+        assert uids[destination["datasourceUid"]]["type"] in {"jaeger", "tempo"}
+    with_exemplars = [
+        t for p in dashboard_panels() for t in p.get("targets", []) if t.get("exemplar") is True
+    ]
+    assert with_exemplars, "no dashboard query shows exemplars"
+    assert all("_bucket" in t["expr"] for t in with_exemplars), "exemplars live on histogram buckets"
+
+
+def test_every_alert_links_a_runbook_section_that_exists() -> None:
+    from tests.test_docs import anchors
+
+    operations = ROOT / "docs" / "operations.md"
+    sections = anchors(operations.read_text())
+    for rule in alert_rules():
+        url = rule["annotations"].get("runbook_url")
+        assert url, f"{rule['alert']} has no runbook_url"
+        path, _, anchor = url.partition("#")
+        assert (ROOT / path).resolve() == operations.resolve(), f"{rule['alert']}: {url}"
+        assert anchor in sections, f"{rule['alert']}: docs/operations.md has no section #{anchor}"
+
+
+def _matchers(strings: list[str]) -> dict[str, tuple[str, str]]:
+    out = {}
+    for text in strings:
+        match = re.fullmatch(r'\s*(\w+)\s*(=~|!~|!=|=)\s*"(.*)"\s*', text)
+        assert match, f"cannot read matcher {text!r}"
+        out[match.group(1)] = (match.group(2), match.group(3))
+    return out
+
+
+def _selects(matchers: dict[str, tuple[str, str]], labels: dict[str, str]) -> bool:
+    for label, (op, value) in matchers.items():
+        actual = labels.get(label, "")
+        hit = re.fullmatch(value, actual) is not None if op in {"=~", "!~"} else actual == value
+        if hit != (op in {"=", "=~"}):
+            return False
+    return True
+
+
+def test_budget_alerts_inhibit_the_lower_severity_spend_warnings() -> None:
+    severity_rank = {"info": 0, "warning": 1, "critical": 2}
+    rules = [{"alertname": r["alert"], **{k: str(v) for k, v in r["labels"].items()}} for r in alert_rules()]
+    (inhibit,) = load_yaml("alertmanager/alertmanager.yml")["inhibit_rules"]
+    sources = [r for r in rules if _selects(_matchers(inhibit["source_matchers"]), r)]
+    targets = [r for r in rules if _selects(_matchers(inhibit["target_matchers"]), r)]
+    assert sources == [
+        r for r in rules if r["alertname"] == "LLMSpendRateOverBudget" and r["scope"] == "overall"
+    ]
+    assert {t["alertname"] for t in targets} == {
+        "LLMSpendRateOverBudget",
+        "LLMRunCostOverLimit",
+        "LLMSessionCostOverLimit",
+    }
+    (source,) = sources
+    for target in targets:
+        assert severity_rank[target["severity"]] < severity_rank[source["severity"]], target
+    assert source not in targets, "an alert must not inhibit itself"
+
+
+def test_development_only_choices_are_labelled() -> None:
+    text = (CONFIG / "docker-compose.yml").read_text()
+    assert "DEVELOPMENT STACK" in text
+    services = compose()["services"]
+    assert services["grafana"]["environment"]["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert "GF_AUTH_DISABLE_LOGIN_FORM" not in services["grafana"]["environment"]
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    production = operations.split("## From this stack to production", 1)[1]
+    for topic in ("TLS", "anonymous", "persistent trace storage", "loadbalancing", "authentication"):
+        assert topic in production, f"docs/operations.md says nothing about {topic} for production"
+
+
+def test_dashboard_filters_by_service_and_agent() -> None:
+    variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
+    job = variables["job"]
+    assert job["type"] == "query" and "job)" in job["definition"].replace(" ", "")
+    for panel in dashboard_panels():
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            for metric, block in re.findall(r"([a-zA-Z_:][\w:]*)\s*\{([^{}]*)\}", expr):
+                assert 'job=~"$job"' in block, f"{panel['title']}: {metric} ignores $job"
+                if "session" not in metric:  # session histograms carry no agent
+                    assert 'gen_ai_agent_name=~"$agent"' in block, (
+                        f"{panel['title']}: {metric} ignores $agent"
+                    )
+            assert ":" not in "".join(metric_names(expr)), (
+                f"{panel['title']}: a recording rule drops the variables' labels"
+            )

@@ -134,6 +134,8 @@ def test_variable_queries_list_the_demo_labels(stack: AlertingStack, budget: Dea
             budget,
         )
         listed[var["name"]] = found
+    # The Prometheus job of the scraped demo: the dashboard's service variable.
+    assert listed["job"] == {"demo"}
     assert listed["provider"] == {"openai"}
     assert {"gpt-4o", "gpt-4o-mini", "o4-mini", "text-embedding-3-small", "house-llm"} <= listed["model"]
     assert listed["agent"] == DEMO_AGENTS
