@@ -160,3 +160,26 @@ def test_uninstrument_then_instrument_starts_afresh(openai_emulator: OpenAIEmula
         assert otel_llm_usage.usage_summary().total.requests == 1
     finally:
         otel_llm_usage.uninstrument()
+
+
+def test_event_capture_and_a_logger_provider_given_later(
+    t: Telemetry, openai_emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    from otel_llm_usage import content
+
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "gen_ai_latest_experimental")
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    call(openai_emulator)
+    try:
+        otel_llm_usage.instrument(capture_content="EVENT_ONLY", logger_provider=provider)
+        call(openai_emulator)
+    finally:
+        content.use_logger_provider(None)
+    assert len(exporter.get_finished_logs()) == 1  # the second call's details event only
+    assert all("gen_ai.input.messages" not in (s.attributes or {}) for s in t.llm_spans())
+    assert otel_llm_usage.usage_summary().total.requests == 2
