@@ -31,6 +31,11 @@ from emulators import OpenAIEmulator, Reply
 
 Push = Callable[..., None]
 EMULATED = not os.environ.get("OPENAI_API_KEY")
+# Warnings only, never reached by one round of the workload; on /metrics as llm_usage_budget_*.
+BUDGETS = [
+    otel_llm_usage.Budget(max_cost_usd=1.0, scope="process"),
+    otel_llm_usage.Budget(max_cost_usd=0.05, scope="run", agent="writer"),
+]
 
 
 def resource() -> Resource:
@@ -141,7 +146,7 @@ def close_sessions(session_ids: tuple[str, ...]) -> None:
 
 def show_metrics(port: int) -> None:
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    wanted = ("llm_usage_cost_USD_total", "llm_usage_requests_unpriced_total")
+    wanted = ("llm_usage_cost_USD_total", "llm_usage_requests_unpriced_total", "llm_usage_budget_")
     print(f"\nPrometheus metrics at http://127.0.0.1:{port}/metrics (excerpt, scope labels left out):")
     for line in body.splitlines():
         if line.startswith(wanted):
@@ -178,9 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     tracer_provider()
     meter_provider = otlp_meter_provider() if args.metrics == "otlp" else None
     if meter_provider is not None:
-        otel_llm_usage.instrument(meter_provider=meter_provider, stream_usage="always")
+        otel_llm_usage.instrument(meter_provider=meter_provider, stream_usage="always", budgets=BUDGETS)
     else:
-        otel_llm_usage.instrument(prometheus_port=args.port, stream_usage="always")
+        otel_llm_usage.instrument(prometheus_port=args.port, stream_usage="always", budgets=BUDGETS)
     if emulator is not None:
         client = openai.OpenAI(base_url=emulator.base_url, api_key="demo", max_retries=0)
 

@@ -10,7 +10,8 @@ from .manual import ManualCall, record_call
 from .pricing import ModelPrice
 from .repricing import reload_prices, set_prices
 from .rollup import Run
-from .runs import close_session, current_run, run, session, session_usage, usage_summary
+from .rollup.calls import CallLog, CallRecord
+from .runs import close_session, current_run, run, session, session_calls, session_usage, usage_summary
 from .summary import UsageRow, UsageSummary
 from .usage import TokenUsage, Usage
 from .version import __version__
@@ -18,6 +19,8 @@ from .version import __version__
 __all__ = [
     "Budget",
     "BudgetExceeded",
+    "CallLog",
+    "CallRecord",
     "LLMUsageInstrumentor",
     "ManualCall",
     "ModelPrice",
@@ -34,6 +37,7 @@ __all__ = [
     "reload_prices",
     "run",
     "session",
+    "session_calls",
     "session_usage",
     "set_prices",
     "uninstrument",

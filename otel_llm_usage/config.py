@@ -45,10 +45,12 @@ ENV_BUDGETS = "OTEL_LLM_USAGE_BUDGETS"
 ENV_BUDGET_CALLBACK = "OTEL_LLM_USAGE_BUDGET_CALLBACK"
 ENV_MAX_SESSIONS = "OTEL_LLM_USAGE_MAX_SESSIONS"
 ENV_SESSION_IDLE = "OTEL_LLM_USAGE_SESSION_IDLE_SECONDS"
+ENV_MAX_CALL_RECORDS = "OTEL_LLM_USAGE_MAX_CALL_RECORDS"
 ENV_ANTHROPIC_NATIVE_SPANS = "OTEL_LLM_USAGE_ANTHROPIC_NATIVE_SPANS"
 ENV_CONSOLE = "OTEL_LLM_USAGE_CONSOLE"
 STREAM_USAGE_MODES = ("off", "known", "always")
 ANTHROPIC_NATIVE_SPANS_MODES = ("suppress", "keep")
+DEFAULT_MAX_CALL_RECORDS = 1000  # per-call entries kept per run and per session
 
 
 def parse_providers(value: Any) -> tuple[str, ...]:
@@ -140,6 +142,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("budget_callback", ENV_BUDGET_CALLBACK, import_object, None, "none"),
     Spec("max_sessions", ENV_MAX_SESSIONS, lambda v: parse_int(v, 1), 10_000),
     Spec("session_idle_seconds", ENV_SESSION_IDLE, parse_positive_float, 1800.0),
+    Spec("max_call_records", ENV_MAX_CALL_RECORDS, parse_int, DEFAULT_MAX_CALL_RECORDS),
     Spec("prometheus_port", ENV_PROMETHEUS_PORT, parse_optional_port, None, "no Prometheus endpoint"),
     Spec(
         "anthropic_native_spans",
@@ -229,6 +232,8 @@ class Options:
     budget_callback: Any = None
     max_sessions: int = 10_000
     session_idle_seconds: float = 1800.0
+    # Per-call entries kept per run and per session (`Run.calls`, `session_calls()`); 0 keeps none.
+    max_call_records: int = DEFAULT_MAX_CALL_RECORDS
     prometheus_port: int | None = None
     # The anthropic SDK's own span of a recorded call: "suppress" it (one span per call) or "keep"
     # it as a child of ours.

@@ -271,8 +271,9 @@ def instrument(
     receives the content events). Options, each also an environment variable (docs/configuration.md):
     capture_content, max_content_length, stream_usage, providers, frameworks, metric_attributes,
     endpoints, prices, rollups, budgets, budget_callback, max_sessions, session_idle_seconds,
-    prometheus_port, anthropic_native_spans, console. A bad keyword value raises ValueError naming
-    it; a bad environment value is one warning naming the variable, then the default.
+    max_call_records, prometheus_port, anthropic_native_spans, console. A bad keyword value raises
+    ValueError naming it; a bad environment value is one warning naming the variable, then the
+    default.
 
     Called again (or after `opentelemetry-instrument` instrumented with the environment's options),
     it reconfigures in place: the options it names apply from the next call, the others keep their

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import SpanContext
+
     from .recorder import CallRequest
     from .usage import TokenUsage
 
@@ -31,6 +33,14 @@ class EndedCall(NamedTuple):
     session_id: str | None
     attributes: Mapping[str, Any]  # the attributes the call started with (for metric attributes)
     response_model: str | None = None  # the model the response named
+    # What a per-call entry (`CallRecord`) shows; defaults for listeners' tests that build one.
+    provider: str = ""
+    operation: str = ""
+    request_model: str | None = None
+    response_id: str | None = None
+    error_type: str | None = None
+    stream: bool = False
+    span_context: SpanContext | None = None  # of the call's span (invalid when no SDK tracer)
 
 
 class CallRefused(RuntimeError):

@@ -14,6 +14,7 @@ from typing import Any, overload
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
+from . import active
 from . import semconv as sc
 from .instrumentor import active_instrumentor
 from .recorder import CallRequest, CallResult, LLMCall, Recorder
@@ -259,6 +260,10 @@ def record_call(
     `with record_call(model=..., provider=...) as call: ...; call.set_usage(...)`.
     `input_tokens` is the total input INCLUDING cache reads and writes, as in the semantic
     conventions; `output_tokens` includes reasoning.
+
+    Recorded now, the call is counted first; then, if a `raise` budget of its run, session or the
+    process is over its limit, `BudgetExceeded` is raised (the context-manager form is refused at
+    entry instead, like a patched client's call).
     """
     req = _request(model, provider, operation, attributes)
     cost = _cost(cost_usd) if cost_usd is not None else None
@@ -283,6 +288,7 @@ def record_call(
         return None
     req.stream = ttfc is not None
     token = _enter_agent(agent)
+    refusal = None
     try:
         end_ns = time.time_ns()
         call = rec.start(req, start_time_ns=end_ns - int(duration * 1e9), check_budgets=False)
@@ -296,6 +302,10 @@ def record_call(
             call.fail(error_type, result)
         else:
             call.finish(result)
+        rollup = active.current_rollup()
+        refusal = rollup.refusal_now() if rollup is not None else None
     finally:
         _exit_agent(token)
+    if refusal is not None:
+        raise refusal  # the call is recorded: a tracker recording after each call is stopped here
     return None

@@ -350,9 +350,7 @@ class LLMCall:
         except Exception as exc:
             report("recorder.span_end", exc)
         if self._listened:
-            self._notify_end(
-                res, usage, total_cost, etype is not None, end_ns, utilization if window else None
-            )
+            self._notify_end(res, usage, total_cost, etype, end_ns, utilization if window else None)
         rec.duration.record(duration, mattrs)
         if req.stream and self.chunks:
             rec.ttfc.record(self.t_first - self.t0, mattrs)
@@ -377,12 +375,14 @@ class LLMCall:
         res: CallResult,
         usage: TokenUsage | None,
         cost: float | None,
-        error: bool,
+        etype: str | None,
         end_ns: int,
         utilization: float | None,
     ) -> None:
         start_ns = self.start_ns
-        if self.req.stream:
+        req = self.req
+        error = etype is not None
+        if req.stream:
             first = start_ns + int((self.t_first - self.t0) * 1e9) if self.chunks else None
         else:
             first = None if error else end_ns
@@ -401,6 +401,13 @@ class LLMCall:
             attrs.get(sc.SESSION_ID) or attrs.get(sc.CONVERSATION_ID),
             attrs,
             res.response_model,
+            req.provider,
+            req.operation,
+            req.model,
+            res.response_id,
+            etype,
+            req.stream,
+            self.span.get_span_context(),
         )
         for listener, state in self._listened or ():
             try:

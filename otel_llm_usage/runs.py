@@ -30,6 +30,7 @@ from ._guard import report
 from ._redact import redact
 from .context import Attribution, current_attribution, propagate_session
 from .rollup import Budget, Rollup, Run
+from .rollup.calls import CallLog
 from .summary import UsageRow, UsageSummary
 from .usage import Usage
 from .version import INSTRUMENTATION_NAME, __version__
@@ -44,6 +45,7 @@ __all__ = [
     "current_run",
     "run",
     "session",
+    "session_calls",
     "session_usage",
     "usage_summary",
 ]
@@ -395,6 +397,16 @@ def session_usage(session_id: str) -> Usage | None:
     """A snapshot of the session's totals while its ledger is held, else None."""
     rollup = active.current_rollup()
     return rollup.session_usage(session_id) if rollup is not None else None
+
+
+def session_calls(session_id: str) -> CallLog | None:
+    """The session's LLM calls, oldest first, while its ledger is held (else None).
+
+    The newest `max_call_records` (an `instrument()` option, 1,000 by default) are kept; the
+    result's `dropped` counts the older ones.
+    """
+    rollup = active.current_rollup()
+    return rollup.session_calls(session_id) if rollup is not None else None
 
 
 def close_session(session_id: str) -> bool:

@@ -115,6 +115,9 @@ BUDGET_KEY: Final = "llm_usage.budget.key"
 BUDGET_LIMIT_USD: Final = "llm_usage.budget.limit_usd"
 BUDGET_SPENT_USD: Final = "llm_usage.budget.spent_usd"
 BUDGET_ACTION: Final = "llm_usage.budget.action"
+METRIC_BUDGET_SPENT: Final = "llm_usage.budget.spent"
+METRIC_BUDGET_LIMIT: Final = "llm_usage.budget.limit"
+BUDGET_TENANT_ID: Final = "tenant.id"  # the label of a budget that names a tenant
 
 # --- operation and provider values ------------------------------------------------------------
 OP_CHAT: Final = _gen_ai.GenAiOperationNameValues.CHAT.value

@@ -72,6 +72,8 @@ INSTRUMENTS: tuple[tuple[str, str, str, tuple[float, ...] | None], ...] = (
     ("llm_usage.session.requests", "histogram", "{request}", COUNT_BUCKETS),
     ("llm_usage.session.runs", "histogram", "{run}", COUNT_BUCKETS),
     ("llm_usage.context.utilization", "histogram", "1", UTILIZATION_BUCKETS),
+    ("llm_usage.budget.spent", "gauge", "USD", None),
+    ("llm_usage.budget.limit", "gauge", "USD", None),
 )
 
 # Attributes recorded with each instrument; every label a query may use must come from here.
@@ -86,6 +88,12 @@ CALL_ATTRIBUTES = {
 }
 RUN_ATTRIBUTES = {"gen_ai.agent.name": "planner", "tenant.id": "acme"}
 SESSION_ATTRIBUTES = {"tenant.id": "acme"}
+BUDGET_ATTRIBUTES = {
+    "llm_usage.budget.scope": "run",
+    "llm_usage.budget.action": "raise",
+    "gen_ai.agent.name": "planner",
+    "tenant.id": "acme",
+}
 # Label sets recorded on top of the base attributes, one observation each.
 ATTRIBUTE_VARIANTS: dict[str, list[dict[str, str]]] = {
     "gen_ai.client.token.usage": [{"gen_ai.token.type": t} for t in ("input", "output")],
@@ -128,12 +136,15 @@ EXPECTED_ALERTS = {
     "LLMUnpricedRequests",
     "LLMContextWindowNearlyFull",
     "LLMUsageMissing",
+    "LLMBudgetNearlySpent",
 }
 DS_VARIABLE = "DS_PROMETHEUS"
 
 
 # --- what the exporter emits ------------------------------------------------------------------
 def _attributes_for(name: str) -> dict[str, str]:
+    if name.startswith("llm_usage.budget."):
+        return BUDGET_ATTRIBUTES
     if name.startswith("llm_usage.run."):
         return RUN_ATTRIBUTES
     if name.startswith("llm_usage.session."):
@@ -174,6 +185,8 @@ def scrape_instruments() -> Emitted:
             record = instrument.record
         elif kind == "counter":
             record = meter.create_counter(name, unit=unit).add
+        elif kind == "gauge":
+            record = meter.create_gauge(name, unit=unit).set
         else:
             raise AssertionError(f"unknown instrument kind {kind!r} for {name}")
         for variant in ATTRIBUTE_VARIANTS.get(name, [{}]):
@@ -318,6 +331,8 @@ def test_exporter_produces_series_for_every_instrument(emitted: Emitted) -> None
         assert all(s.startswith(stem) for s in series), series
         if kind == "counter":
             assert any(s.endswith("_total") for s in series), series
+        elif kind == "gauge":
+            assert len(series) == 1 and not series & {f"{stem}_total"}, series
         else:
             assert {s.rsplit("_", 1)[1] for s in series} == {"bucket", "count", "sum"}, series
             (bucket,) = (s for s in series if s.endswith("_bucket"))

@@ -21,8 +21,10 @@ from openai.types.chat import ChatCompletionMessageParam
 from opentelemetry.sdk.metrics.export import HistogramDataPoint
 
 from emulators import Reply
+from otel_llm_usage import Budget, CallLog
 from otel_llm_usage import semconv as sc
-from otel_llm_usage.runs import Run, run, session, session_usage, usage_summary
+from otel_llm_usage._guard import reported_sites
+from otel_llm_usage.runs import Run, run, session, session_calls, session_usage, usage_summary
 from otel_llm_usage.usage import Usage
 from tests.conftest import Telemetry
 
@@ -31,6 +33,8 @@ PRICES = {"gpt-4o": (2.5e-6, 1.25e-6, 10e-6), "gpt-4o-mini": (0.15e-6, 0.075e-6,
 MODELS = tuple(PRICES)
 N_THREADS = 32
 N_TASKS = 1000
+# Budgets that never trigger, so the budget gauges are computed while the calls run.
+GAUGED = [Budget(max_cost_usd=1e6, scope=scope) for scope in ("run", "session", "process")]
 
 
 @dataclass
@@ -85,6 +89,73 @@ def assert_run_span(attrs: dict[str, Any], t: Tally, what: str) -> None:
     assert attrs[sc.RUN_COST_USD] == pytest.approx(t.cost_usd, rel=0, abs=1e-12), what
 
 
+class GaugeReader:
+    """Collects the budget gauges over and over from another thread while the calls run."""
+
+    def __init__(self, t: Telemetry) -> None:
+        self._t = t
+        self._stop = threading.Event()
+        self.process_spent: list[float] = []
+        self.errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._loop)
+
+    def __enter__(self) -> GaugeReader:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                spent = budget_spent(self._t)
+                self.process_spent.append(spent[_PROCESS])
+            except BaseException as exc:
+                self.errors.append(exc)
+            if self._stop.wait(0.005):  # a pace, not a synchronisation
+                return
+
+
+_PROCESS = (("llm_usage.budget.scope", "process"),)
+
+
+def budget_spent(t: Telemetry) -> dict[tuple[tuple[str, Any], ...], float]:
+    """`llm_usage.budget.spent` by scope (the labels other than the action), from one collection."""
+    return {
+        tuple((k, v) for k, v in (p.attributes or {}).items() if k == "llm_usage.budget.scope"): p.value
+        for p in t.points(sc.METRIC_BUDGET_SPENT)
+    }
+
+
+def check_gauges(t: Telemetry, reader: GaugeReader, exp: Expected, sessions: Iterable[str]) -> None:
+    """While calls ran, the process's spend only grew; at the end it is the exact total, and the
+    session budget shows the most expensive held session."""
+    assert not reader.errors, reader.errors
+    assert "rollup.budget_gauges" not in reported_sites()
+    seen = reader.process_spent
+    assert len(seen) >= 2 and seen == sorted(seen)
+    final = budget_spent(t)
+    assert final[_PROCESS] == pytest.approx(exp.tallies["process"].cost_usd, rel=0, abs=1e-12)
+    top = max(exp.tallies[f"session:{sid}"].cost_usd for sid in sessions)
+    assert final[(("llm_usage.budget.scope", "session"),)] == pytest.approx(top, rel=0, abs=1e-12)
+    assert final[(("llm_usage.budget.scope", "run"),)] == 0.0, "every run has ended"
+
+
+def check_entries(log: CallLog, t: Tally, span_ids: set[str], what: str) -> None:
+    """A run's or session's per-call entries: each an LLM span of its own, adding up to its totals."""
+    assert (len(log), log.dropped) == (t.requests, 0), what
+    assert sum(x.cost_usd or 0.0 for x in log) == pytest.approx(t.cost_usd, rel=0, abs=1e-12), what
+    assert sum(x.usage.input for x in log if x.usage) == t.input_tokens, what
+    ids = [x.span_id for x in log]
+    assert len(set(ids)) == len(ids) and set(ids) <= span_ids, what
+
+
+def llm_span_ids(t: Telemetry) -> set[str]:
+    return {f"{s.context.span_id:016x}" for s in t.llm_spans() if s.context is not None}
+
+
 def scripted(n: int) -> list[Reply]:
     # Varied cache and reasoning counts; prompt and completion sizes follow each request's text.
     return [Reply(cached_tokens=i % 5, reasoning_tokens=i % 3) for i in range(n)]
@@ -119,7 +190,7 @@ def check_process(t: Telemetry, exp: Expected, emu: Any) -> None:
 def test_32_threads_into_shared_and_separate_runs_and_sessions(
     instrument_with: Any, openai_emulator: Any
 ) -> None:
-    t = instrument_with()
+    t = instrument_with(budgets=GAUGED)
     c = openai.OpenAI(
         base_url=openai_emulator.base_url,
         api_key="sk-test",
@@ -159,7 +230,7 @@ def test_32_threads_into_shared_and_separate_runs_and_sessions(
         except BaseException as exc:
             errors.append(exc)
 
-    with session("shared"), run("shared") as shared:
+    with GaugeReader(t) as gauges, session("shared"), run("shared") as shared:
         threads = [
             threading.Thread(target=contextvars.copy_context().run, args=(worker, i))
             for i in range(N_THREADS)
@@ -194,10 +265,21 @@ def test_32_threads_into_shared_and_separate_runs_and_sessions(
         if key.startswith("agent:"):
             assert_matches(agents[key[len("agent:") :]], tally, key)
     check_process(t, exp, openai_emulator)
+    span_ids = llm_span_ids(t)
+    check_entries(shared.calls, tallies["run:shared"], span_ids, "shared run entries")
+    for i in range(N_THREADS):
+        check_entries(own[i].calls, tallies[f"run:t{i}"], span_ids, f"run t{i} entries")
+        check_entries(solo[i].calls, tallies[f"run:solo-{i}"], span_ids, f"solo run {i} entries")
+    for sid in ("shared", *(f"ts-{j}" for j in range(8))):
+        log = session_calls(sid)
+        assert log is not None
+        check_entries(log, tallies[f"session:{sid}"], span_ids, f"session {sid} entries")
+    sessions = ["shared", *(f"ts-{j}" for j in range(8)), *(f"solo-{i}" for i in range(N_THREADS))]
+    check_gauges(t, gauges, exp, sessions)
 
 
 async def test_1000_asyncio_tasks_with_a_shared_client(instrument_with: Any, openai_emulator: Any) -> None:
-    t = instrument_with()
+    t = instrument_with(budgets=GAUGED)
     # The emulator's listen backlog is small: a few kept-alive connections serve all the tasks, and
     # a generous connect timeout absorbs a loaded machine.
     http = openai.DefaultAsyncHttpxClient(
@@ -229,7 +311,7 @@ async def test_1000_asyncio_tasks_with_a_shared_client(instrument_with: Any, ope
                 await call([f"run:{i}", "run:shared", f"session:as-{i % 50}", "agent:task"], i, k)
 
     async with ac:
-        with session("shared"):
+        with GaugeReader(t) as gauges, session("shared"):
             async with run("shared") as shared:
                 await asyncio.gather(*(asyncio.create_task(task(i)) for i in range(N_TASKS)))
 
@@ -256,3 +338,14 @@ async def test_1000_asyncio_tasks_with_a_shared_client(instrument_with: Any, ope
     assert isinstance(point, HistogramDataPoint)
     assert (point.count, point.sum) == (N_TASKS // 2, N_TASKS)
     check_process(t, exp, openai_emulator)
+    span_ids = llm_span_ids(t)
+    for i, r in own.items():
+        check_entries(r.calls, tallies[f"run:{i}"], span_ids, f"run {i} entries")
+    # The shared run saw 1,500 calls: the newest 1,000 are kept, each a distinct LLM span.
+    kept = shared.calls
+    assert (len(kept), kept.dropped, shared.usage.requests) == (1000, 500, 1500)
+    assert len({x.span_id for x in kept}) == 1000 and {x.span_id for x in kept} <= span_ids
+    log = session_calls("shared")
+    assert log is not None
+    check_entries(log, tallies["session:shared"], span_ids, "session shared entries")
+    check_gauges(t, gauges, exp, ["shared", *(f"as-{j}" for j in range(1, 50, 2))])

@@ -84,6 +84,7 @@ ENV_AND_CODE: list[tuple[str, str, Any, Any]] = [
     ("OTEL_LLM_USAGE_BUDGET_CALLBACK", "tests.test_config:budget_hook", budget_hook, budget_hook),
     ("OTEL_LLM_USAGE_MAX_SESSIONS", "50", 50, 50),
     ("OTEL_LLM_USAGE_SESSION_IDLE_SECONDS", "0.5", 0.5, 0.5),
+    ("OTEL_LLM_USAGE_MAX_CALL_RECORDS", "0", 0, 0),
     ("OTEL_LLM_USAGE_PROMETHEUS_PORT", "9464", 9464, 9464),
     ("OTEL_LLM_USAGE_ANTHROPIC_NATIVE_SPANS", "keep", "keep", "keep"),
     ("OTEL_LLM_USAGE_CONSOLE", "on", True, True),
@@ -140,6 +141,7 @@ BAD_ENV = [
     ("OTEL_LLM_USAGE_MAX_SESSIONS", "0", "max_sessions", 10_000, "integer >= 1"),
     ("OTEL_LLM_USAGE_SESSION_IDLE_SECONDS", "soon", "session_idle_seconds", 1800.0, "seconds > 0"),
     ("OTEL_LLM_USAGE_SESSION_IDLE_SECONDS", "nan", "session_idle_seconds", 1800.0, "seconds > 0"),
+    ("OTEL_LLM_USAGE_MAX_CALL_RECORDS", "-5", "max_call_records", 1000, "integer >= 0"),
     ("OTEL_LLM_USAGE_PROMETHEUS_PORT", "70000", "prometheus_port", None, "between 1 and 65535"),
     ("OTEL_LLM_USAGE_ENDPOINTS", "llm.internal", "endpoints", {}, "host=provider"),
     ("OTEL_LLM_USAGE_BUDGETS", '{"scope": "run"}', "budgets", (), "max_cost_usd"),
@@ -223,6 +225,7 @@ BAD_CODE = [
     ("capture_content", "sometimes"),
     ("anthropic_native_spans", "drop"),
     ("max_content_length", 0),
+    ("max_call_records", -1),
 ]
 
 

@@ -27,6 +27,8 @@ def test_demo_prints_rollups_and_serves_metrics() -> None:
     assert "by agent" in out and "by model" in out and "by session" in out
     assert re.search(r"llm_usage_cost_USD_total\{.*gen_ai_agent_name=\"researcher\".*\} [0-9.e-]+", out)
     assert "llm_usage_requests_unpriced_total{" in out
+    assert re.search(r"llm_usage_budget_limit_USD\{.*llm_usage_budget_scope=\"process\".*\} 1\.0\b", out)
+    assert re.search(r"llm_usage_budget_spent_USD\{.*gen_ai_agent_name=\"writer\".*\} 0\.0\b", out)
 
 
 def test_examples_run() -> None:
@@ -36,6 +38,7 @@ def test_examples_run() -> None:
         ("examples.openai_agents_example", "stream_usage='always'"),
         ("examples.agno_example", "300 + 5000 + 1000 = 6300"),
         ("examples.record_call_example", "peak context use=75%"),
+        ("examples.budgets_and_calls_example", "spent $0.006000 of $0.001000"),
         ("examples.usage_summary_example", "loaded back equal: True"),
     ):
         out = subprocess.run(

@@ -181,3 +181,23 @@ def test_sessions_beyond_the_bound_are_evicted_and_recorded_once() -> None:
     assert (requests.count, requests.sum) == (3, 3)
     call(rollup, ended(10, 1, 0.1, session_id="s4"))  # stopped: nothing counts
     assert rollup.summary().total.requests == 3
+
+
+def test_a_session_expiring_while_the_budget_gauges_are_read_records_its_histograms() -> None:
+    """The gauges' callback drops idle sessions as every read does, recording their histograms from
+    inside a metric collection, which must neither deadlock nor lose them."""
+    now = [0.0]
+    reader = InMemoryMetricReader()
+    options = Options(budgets=(Budget(max_cost_usd=1.0, scope="session"),), session_idle_seconds=60.0)
+    rollup = Rollup(options, MeterProvider(metric_readers=[reader]), clock=lambda: now[0])
+    with inside(session_id="idle"):
+        call(rollup, ended(10, 1, 0.25, session_id="idle"))
+    (spent,) = metric_points(reader, sc.METRIC_BUDGET_SPENT)
+    assert spent.value == 0.25
+    now[0] = 61.0
+    data = reader.get_metrics_data()
+    names = {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    (spent,) = names[sc.METRIC_BUDGET_SPENT].data.data_points
+    assert spent.value == 0.0, "the expired session no longer counts"
+    (cost,) = metric_points(reader, sc.METRIC_SESSION_COST)
+    assert (cost.count, cost.sum) == (1, 0.25)

@@ -78,6 +78,7 @@ class BudgetPolicy:
         self.session_budgets = tuple(b for b in budgets if b.scope == "session")
         self.process_budgets = tuple(b for b in budgets if b.scope == "process")
         self.active = bool(budgets)  # also set once a run or session brings budgets of its own
+        self.session_own = False  # set once a session brings budgets of its own
         self._process_exceeded: set[Budget] = set()
         self._lock = _fork.lock()
         self._callback = callback
@@ -122,12 +123,25 @@ class BudgetPolicy:
             out.extend(("process", None, b, spent, self) for b in self.process_budgets)
         return out
 
+    def process_spent(self) -> float:
+        return self._process.cost_usd
+
     def refusal(self, run: Run | None, session_id: str | None) -> BudgetExceeded | None:
-        """The error to refuse a call with, if a `raise` budget here is already spent."""
-        for scope, key, budget, spent, _ in self.limits(run, session_id):
-            if budget.action == "raise" and spent > budget.max_cost_usd:
-                return BudgetExceeded(scope, key, budget.max_cost_usd, spent)
-        return None
+        """The error to refuse a call with, if a `raise` budget here is already spent: of the
+        budgets over their limit, the one with the smallest limit (the innermost scope on a tie)."""
+        tightest: Limit | None = None
+        for limit in self.limits(run, session_id):
+            budget, spent = limit[2], limit[3]
+            if (
+                budget.action == "raise"
+                and spent > budget.max_cost_usd
+                and (tightest is None or budget.max_cost_usd < tightest[2].max_cost_usd)
+            ):
+                tightest = limit
+        if tightest is None:
+            return None
+        scope, key, budget, spent, _ = tightest
+        return BudgetExceeded(scope, key, budget.max_cost_usd, spent)
 
     def check_crossings(self, run: Run | None, session_id: str | None) -> None:
         """After a call: report every budget it pushed over its limit, once per holder."""

@@ -21,7 +21,9 @@ from .._guard import report
 from ..context import current_attribution
 from ..summary import UsageSummary
 from ..usage import Usage
-from .budgets import Budget, BudgetPolicy
+from .budget_gauges import Point, collect
+from .budgets import Budget, BudgetExceeded, BudgetPolicy
+from .calls import CallBuffer, CallLog, record_of
 from .metrics import RollupMetrics
 from .run import ROOT, RUN, Run, run_totals
 from .sessions import SessionLedger, Sessions, session_totals
@@ -46,6 +48,7 @@ class Rollup:
         self.enabled = True
         self.attached_to_provider = False
         self._metric_keys = tuple(options.metric_attributes)
+        self.max_call_records = options.max_call_records
         # span id -> the run (or local-root collector) the span sits in; None outside both.
         self.spans: dict[int, Run | None] = {}
         self.process = Usage()
@@ -58,10 +61,15 @@ class Rollup:
         self.budgets = BudgetPolicy(
             tuple(options.budgets), options.budget_callback, self.sessions, self.process
         )
+        # Open runs that a run budget limits, by id: what the budget gauges look at.
+        self._budgeted_runs: dict[int, Run] = {}
+        self._budgeted_lock = _fork.lock()
+        self.metrics.budget_gauges.rollup = self
 
     def reconfigure(self, options: Options) -> None:
         """Take new options (`instrument()` again), keeping every ledger and session."""
         self._metric_keys = tuple(options.metric_attributes)
+        self.max_call_records = options.max_call_records
         self.sessions.max = max(1, options.max_sessions)
         idle = options.session_idle_seconds
         self.sessions.idle = idle if idle > 0 else float("inf")
@@ -76,6 +84,10 @@ class Rollup:
         """Stop counting and record the histograms of the sessions still held."""
         self.enabled = False
         self.spans.clear()
+        if self.metrics.budget_gauges.rollup is self:
+            self.metrics.budget_gauges.rollup = None
+        with self._budgeted_lock:
+            self._budgeted_runs.clear()
         self.record_held_sessions()
 
     def record_held_sessions(self) -> None:
@@ -124,7 +136,10 @@ class Rollup:
             return
         try:
             run: Run | None = state  # type: ignore[assignment]
-            model, tokens, cost, error, start_ns, end_ns, first_ns, util, agent, sid, attrs, rm = call
+            (
+                model, tokens, cost, error, start_ns, end_ns, first_ns, util, agent, sid, attrs, rm,
+                _provider, _operation, _request_model, _response_id, _etype, _stream, _ctx,
+            ) = call  # fmt: skip
             session_id = str(sid) if sid else None
             interval: tuple[int, int, int | None] | None = None
             if run is not None:
@@ -136,21 +151,30 @@ class Rollup:
                     session_id = run.session_id
                 elif run.kind == ROOT and run.session_id is None:
                     run.session_id = session_id
+            cap = self.max_call_records
+            record = record_of(call, agent, session_id) if cap and (run is not None or session_id) else None
             late: Run | None = None
             r = run
             while r is not None:
-                if not r.add_call(model, tokens, cost, error, interval, util, rm):
+                if not r.add_call(
+                    model, tokens, cost, error, interval, util, rm, record if r.kind == RUN else None, cap
+                ):
                     late = late or r
                 r = r.parent
             self.process.add_call(model, tokens, cost, error, response_model=rm)
             if isinstance(agent, str) and agent:
                 self._agent_usage(agent).add_call(model, tokens, cost, error, response_model=rm)
             if session_id:
-                self.sessions.update(
-                    session_id,
-                    lambda: self.session_metric_attrs(attrs),
-                    lambda s: s.usage.add_call(model, tokens, cost, error, response_model=rm),
-                )
+
+                def add(s: SessionLedger) -> None:
+                    s.usage.add_call(model, tokens, cost, error, response_model=rm)
+                    if record is not None:
+                        buf = s.calls
+                        if buf is None:
+                            buf = s.calls = CallBuffer(cap)
+                        buf.append(record)
+
+                self.sessions.update(session_id, lambda: self.session_metric_attrs(attrs), add)
             if late is not None:
                 self.metrics.late_call(late.agent)
             if self.budgets.active:
@@ -196,6 +220,9 @@ class Rollup:
         closed = run.close()
         if closed is None:
             return
+        if self._budgeted_runs:
+            with self._budgeted_lock:
+                self._budgeted_runs.pop(id(run), None)
         snap, latency = closed
         if run.kind == ROOT and snap.requests == 0:
             return
@@ -244,7 +271,36 @@ class Rollup:
         if budgets:
             run.budgets = tuple(budgets)
             self.budgets.active = True
+        self.track_run(run)
         return run
+
+    def track_run(self, run: Run) -> None:
+        """Show an open run on the budget gauges while it is open, if a run budget limits it."""
+        if run.kind == RUN and (run.budgets or self.budgets.run_budgets) and not run.closed:
+            with self._budgeted_lock:
+                self._budgeted_runs[id(run)] = run
+
+    def budget_points(self) -> list[Point]:
+        """(labels, spent, limit) of every configured budget, for the budget gauges."""
+        policy = self.budgets
+        with self._budgeted_lock:
+            runs = list(self._budgeted_runs.values())
+        held = self.sessions.held() if policy.session_budgets or policy.session_own else []
+        return collect(policy, runs, held, self._metric_keys)
+
+    def refusal_now(self) -> BudgetExceeded | None:
+        """The `raise` budget over its limit for a call made here now, if any (`record_call()`)."""
+        if not self.enabled or not self.budgets.active:
+            return None
+        try:
+            run = self.current_run()
+            session_id = current_attribution.get().session_id
+            if session_id is None and run is not None:
+                session_id = run.session_id
+            return self.budgets.refusal(run, session_id)
+        except Exception as exc:
+            report("rollup.refusal_now", exc)
+            return None
 
     def end_run(self, run: Run, span: trace.Span) -> None:
         """Write the totals on a `run()` span that is still open, and record the run histograms."""
@@ -273,6 +329,7 @@ class Rollup:
         self.sessions.update(session_id, lambda: self.session_metric_attrs(attrs), add_budgets)
         if budgets:
             self.budgets.active = True
+            self.budgets.session_own = True
 
     def close_session(self, session_id: str) -> bool:
         s = self.sessions.pop(session_id)
@@ -280,6 +337,12 @@ class Rollup:
             return False
         self.metrics.record_sessions([s])
         return True
+
+    def session_calls(self, session_id: str) -> CallLog | None:
+        return self.sessions.read(
+            session_id,
+            lambda s: None if s is None else s.calls.log() if s.calls is not None else CallLog(),
+        )
 
     def session_usage(self, session_id: str) -> Usage | None:
         return self.sessions.read(session_id, lambda s: s.usage.snapshot() if s is not None else None)

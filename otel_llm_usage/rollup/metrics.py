@@ -10,6 +10,7 @@ from .. import semconv as sc
 from .._guard import report
 from ..usage import Usage
 from ..version import INSTRUMENTATION_NAME, __version__
+from .budget_gauges import gauge_source
 from .sessions import SessionLedger
 
 
@@ -57,6 +58,7 @@ class RollupMetrics:
         self._late = meter.create_counter(
             sc.METRIC_LATE_SPANS, sc.UNIT_CALL, "LLM calls that ended after their run had ended."
         )
+        self.budget_gauges = gauge_source(meter, meter_provider)
 
     def record_run(
         self, usage: Usage, duration_s: float | None, ttft_s: float | None, attrs: dict[str, Any]

@@ -125,6 +125,7 @@ def _on_start(rollup: Rollup, span: SDKSpan) -> None:
         )
         if run.session_id:
             rollup.count_run(run.session_id, attrs)
+        rollup.track_run(run)
     rollup.spans[sid] = run
     if session_id and sc.SESSION_ID not in attrs:
         extra: dict[str, Any] = {sc.SESSION_ID: session_id}

@@ -10,6 +10,7 @@ from opentelemetry import trace
 from .. import _fork
 from .. import semconv as sc
 from ..usage import TokenUsage, Usage
+from .calls import CallBuffer, CallLog, CallRecord
 
 if TYPE_CHECKING:
     from .budgets import Budget
@@ -26,6 +27,7 @@ class Run:
     """
 
     __slots__ = (
+        "_calls",
         "_closed",
         "_first_out_ns",
         "_intervals",
@@ -82,6 +84,21 @@ class Run:
         self._first_out_ns: int | None = None
         self._intervals: list[tuple[int, int]] = []
         self._max_util: float | None = None
+        self._calls: CallBuffer | None = None
+
+    @property
+    def calls(self) -> CallLog:
+        """The run's LLM calls, nested runs' included, oldest first: the newest `max_call_records`
+        (an `instrument()` option, 1,000 by default); `calls.dropped` counts the older ones."""
+        with self._lock:
+            buf = self._calls
+            return buf.log() if buf is not None else CallLog()
+
+    @property
+    def calls_dropped(self) -> int:
+        """Calls of this run no longer in `calls` (beyond the cap)."""
+        buf = self._calls
+        return buf.dropped if buf is not None else 0
 
     @property
     def closed(self) -> bool:
@@ -110,15 +127,23 @@ class Run:
         interval: tuple[int, int, int | None] | None,
         utilization: float | None,
         response_model: str | None = None,
+        record: CallRecord | None = None,
+        cap: int = 0,
     ) -> bool:
         """Count one finished call; False (nothing counted) if the run has already ended.
 
-        `interval` is the call's (start, end, first output) in wall-clock ns.
+        `interval` is the call's (start, end, first output) in wall-clock ns; `record` its entry,
+        kept among the newest `cap`.
         """
         with self._lock:
             if self._closed:
                 return False
             self.usage.add_call(model, tokens, cost, error, response_model=response_model)
+            if record is not None:
+                buf = self._calls
+                if buf is None:
+                    buf = self._calls = CallBuffer(cap)
+                buf.append(record)
             if interval is not None:
                 start, end, first = interval
                 self._intervals.append((start, end))

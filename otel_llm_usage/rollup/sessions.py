@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .. import _fork
 from .. import semconv as sc
 from ..usage import Usage
+from .calls import CallBuffer
 from .run import audio_totals
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ _T = TypeVar("_T")
 
 
 class SessionLedger:
-    __slots__ = ("budgets", "exceeded", "last_seen", "metric_attrs", "runs", "session_id", "usage")
+    __slots__ = ("budgets", "calls", "exceeded", "last_seen", "metric_attrs", "runs", "session_id", "usage")
 
     def __init__(self, session_id: str, metric_attrs: dict[str, Any], now: float) -> None:
         self.session_id = session_id
@@ -28,6 +29,7 @@ class SessionLedger:
         self.metric_attrs = metric_attrs
         self.budgets: tuple[Budget, ...] = ()
         self.exceeded: set[Budget] | None = None  # budgets already reported exceeded here
+        self.calls: CallBuffer | None = None  # made with the session's first call entry
 
 
 class Sessions:
@@ -116,6 +118,17 @@ class Sessions:
             out = list(self.items.values())
             self.items.clear()
             return out
+
+    def held(self) -> list[SessionLedger]:
+        """The ledgers held now, the idle ones dropped first."""
+        evicted: list[SessionLedger] = []
+        try:
+            with self.lock:
+                self._expire_locked(self.clock(), evicted)
+                return list(self.items.values())
+        finally:
+            if evicted:
+                self.on_evict(evicted)
 
     def snapshots(self) -> dict[str, Usage]:
         evicted: list[SessionLedger] = []

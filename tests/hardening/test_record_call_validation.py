@@ -59,7 +59,8 @@ def test_the_ceiling_itself_and_user_attributes_are_accepted(telemetry: Any) -> 
 
 def test_a_refused_record_call_leaves_no_agent_set(instrument_with: Any) -> None:
     telemetry = instrument_with(budgets=[Budget(0.0, scope="process", action="raise")])
-    otel_llm_usage.record_call(**{**BASE, "cost_usd": 0.01})  # spends past the $0 limit
+    with pytest.raises(BudgetExceeded):  # recorded, spending past the $0 limit, then raised
+        otel_llm_usage.record_call(**{**BASE, "cost_usd": 0.01})
     before = current_attribution.get()
     with (
         pytest.raises(BudgetExceeded),
@@ -67,6 +68,7 @@ def test_a_refused_record_call_leaves_no_agent_set(instrument_with: Any) -> None
     ):
         pass  # pragma: no cover - refused in __enter__
     assert current_attribution.get() == before and current_attribution.get().agent is None
-    otel_llm_usage.record_call(**BASE)  # recorded without budget checks, and not as "intruder"
+    with pytest.raises(BudgetExceeded):  # recorded first, and not as "intruder"
+        otel_llm_usage.record_call(**BASE)
     last = max(telemetry.llm_spans(), key=lambda s: s.start_time or 0)
     assert "gen_ai.agent.name" not in (last.attributes or {})
