@@ -21,7 +21,7 @@ from ._supported import supported
 from .config import ENV_PROMETHEUS_PORT, Options
 from .options_change import PATCHING, changed_options, describe
 from .pricing import Pricer
-from .recorder import Recorder, Settings
+from .recorder import Recorder
 from .rollup import Rollup
 from .rollup import install as install_rollup
 from .rollup import uninstall as uninstall_rollup
@@ -76,7 +76,7 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             report("instrument", exc)
 
     def _start(self, options: Options, tracer_provider: Any, meter_provider: Any) -> None:
-        recorder = Recorder(tracer_provider, meter_provider, Pricer(options.prices), _settings(options))
+        recorder = Recorder(tracer_provider, meter_provider, Pricer(options.prices), options)
         self.recorder = recorder
         if options.rollups:
             self.rollup = install_rollup(recorder, options, tracer_provider, meter_provider)
@@ -169,7 +169,7 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _apply(self, old: Options, new: Options, changed: set[str], recorder: Recorder) -> None:
         if "prices" in changed:  # the prices file's entries stay; these replace the ones from code
             recorder.pricer.set_overrides(new.prices or {}, replace=True)
-        recorder.settings = _settings(new)
+        recorder.options = new  # content capture, metric attributes: read on every call
         if "prometheus_port" in changed and new.prometheus_port is not None and self._meter_provider is None:
             provider = _prometheus(new)
             if provider is not None:
@@ -224,16 +224,6 @@ class LLMUsageInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                     method,
                 )
         self._patched = ()
-
-
-def _settings(options: Options) -> Settings:
-    return Settings(
-        options.captures_content,
-        options.max_content_length,
-        options.metric_attributes,
-        options.content_on_spans,
-        options.content_events,
-    )
 
 
 def _prometheus(options: Options) -> Any:

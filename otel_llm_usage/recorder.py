@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -26,6 +26,9 @@ from .pricing import Cost, Pricer
 from .usage import TokenUsage
 from .usage_missing import MissingUsageWarnings
 from .version import INSTRUMENTATION_NAME, __version__
+
+if TYPE_CHECKING:
+    from .config import Options
 
 
 @dataclass(slots=True)
@@ -57,15 +60,6 @@ class CallResult:
     output_messages: Any = None
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    capture_content: bool = False
-    max_content_length: int = 16384
-    metric_attributes: tuple[str, ...] = ()
-    content_on_spans: bool = True  # with capture_content: messages as span attributes
-    content_events: bool = False  # with capture_content: the details event through the Logs API
-
-
 def error_type(exc: BaseException) -> str:
     return type(exc).__qualname__
 
@@ -76,14 +70,15 @@ class Recorder:
         tracer_provider: trace.TracerProvider | None,
         meter_provider: metrics.MeterProvider | None,
         pricer: Pricer,
-        settings: Settings,
+        options: Options,
     ) -> None:
         self.tracer = trace.get_tracer(
             INSTRUMENTATION_NAME, __version__, tracer_provider, schema_url=sc.SCHEMA_URL
         )
         self.pricer = pricer
-        self.settings = settings
+        self.options = options  # read on every call: content capture, metric attributes
         self.listeners: tuple[CallListener, ...] = ()
+        self.missing_usage = MissingUsageWarnings()
         self.use_meter_provider(meter_provider)
 
     def use_meter_provider(self, meter_provider: metrics.MeterProvider | None) -> None:
@@ -97,7 +92,6 @@ class Recorder:
         self.tpoc = m.tpoc
         self.utilization = m.utilization
         self.counters = m.counters
-        self.missing_usage = MissingUsageWarnings()
 
     def add_listener(self, listener: CallListener) -> None:
         self.listeners = (*self.listeners, listener)
@@ -142,13 +136,9 @@ class Recorder:
                     raise  # a spent budget: before any span or request
                 except Exception as exc:
                     report("recorder.call_starting", exc)
-        if (
-            self.settings.content_on_spans
-            and self.settings.capture_content
-            and req.input_messages is not None
-        ):
+        if self.options.content_on_spans and req.input_messages is not None:
             attrs[sc.INPUT_MESSAGES] = content.to_json(
-                content.input_messages(req.input_messages), self.settings.max_content_length
+                content.input_messages(req.input_messages), self.options.max_content_length
             )
         name = f"{req.operation} {req.model}" if req.model else req.operation
         start_ns = start_time_ns if start_time_ns is not None else time.time_ns()
@@ -162,7 +152,7 @@ class Recorder:
             metric_attrs[sc.REQUEST_MODEL] = req.model
         if attribution.agent is not None:
             metric_attrs[sc.AGENT_NAME] = attribution.agent
-        for key in self.settings.metric_attributes:
+        for key in self.options.metric_attributes:
             if key in attrs:
                 metric_attrs[key] = attrs[key]
         return LLMCall(self, req, span, metric_attrs, start_ns, attrs, listened)
@@ -335,12 +325,12 @@ class LLMCall:
             attrs[sc.COST_SOURCE] = cost.source
         if total_cost is not None:
             attrs[sc.USAGE_COST] = total_cost
-        if rec.settings.capture_content and res.output_messages is not None and rec.settings.content_on_spans:
+        if rec.options.content_on_spans and res.output_messages is not None:
             attrs[sc.OUTPUT_MESSAGES] = content.to_json(
                 content.output_messages(res.output_messages, res.finish_reasons),
-                rec.settings.max_content_length,
+                rec.options.max_content_length,
             )
-        if rec.settings.content_events:
+        if rec.options.content_events:
             content.emit_event(span, content.event_attributes(req, attrs, res.output_messages))
         span.set_attributes(attrs)
         end_ns = self.end_time_ns or time.time_ns()

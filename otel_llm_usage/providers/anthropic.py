@@ -310,7 +310,7 @@ class AnthropicHooks(StainlessHooks):
         self.rec = recorder
         self.suppress_native = suppress_native
         self.endpoints = endpoints
-        self.capture = recorder.settings.capture_content
+        self.capture = recorder.options.captures_content
 
     def begin(self, instance: Any, args: Args, kwargs: Kwargs) -> tuple[Plan | None, Args, Kwargs]:
         options = args[1] if len(args) > 1 else kwargs.get("options")

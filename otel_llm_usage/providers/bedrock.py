@@ -188,7 +188,7 @@ class BedrockHooks(CallHooks):
     def __init__(self, recorder: Recorder, endpoints: Mapping[str, str]) -> None:
         self.rec = recorder
         self.endpoints = endpoints
-        self.capture = recorder.settings.capture_content
+        self.capture = recorder.options.captures_content
         self._price_models: dict[tuple[str, str], str | None] = {}
 
     def begin(self, instance: Any, args: Args, kwargs: Kwargs) -> tuple[Plan | None, Args, Kwargs]:

@@ -260,7 +260,7 @@ class CohereHooks(CallHooks):
         self.rec = recorder
         self.endpoints = endpoints
         self.operation = operation
-        self.capture = recorder.settings.capture_content
+        self.capture = recorder.options.captures_content
 
     def begin(self, instance: Any, args: Args, kwargs: Kwargs) -> tuple[Plan | None, Args, Kwargs]:
         req = describe_request(instance, kwargs, self.operation, False, self.capture, self.endpoints)
@@ -283,7 +283,7 @@ class ChatStreamHooks:
     def __init__(self, recorder: Recorder, endpoints: Mapping[str, str]) -> None:
         self.rec = recorder
         self.endpoints = endpoints
-        self.capture = recorder.settings.capture_content
+        self.capture = recorder.options.captures_content
 
     def sync_chat_stream(self, wrapped: Any, instance: Any, args: Args, kwargs: Kwargs) -> Any:
         manager = wrapped(*args, **kwargs)

@@ -145,7 +145,7 @@ class GenAIHooks:
     def __init__(self, recorder: Recorder, endpoints: dict[str, str]) -> None:
         self.rec = recorder
         self.endpoints = endpoints
-        self.capture = recorder.settings.capture_content
+        self.capture = recorder.options.captures_content
 
     def _begin(self, models: Any, kwargs: dict[str, Any], operation: str, stream: bool) -> LLMCall | None:
         return start("google_genai", self._start, models, kwargs, operation, stream)

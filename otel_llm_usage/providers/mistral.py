@@ -284,7 +284,7 @@ class MistralHooks(CallHooks):
         self.endpoints = endpoints
         self.operation = operation
         self.stream = stream
-        self.capture = recorder.settings.capture_content
+        self.capture = recorder.options.captures_content
 
     def begin(self, instance: Any, args: Args, kwargs: Kwargs) -> tuple[Plan | None, Args, Kwargs]:
         req = describe_request(instance, kwargs, self.operation, self.stream, self.capture, self.endpoints)

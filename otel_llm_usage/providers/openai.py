@@ -203,7 +203,7 @@ class OpenAIHooks(ResendingHooks, StainlessHooks):
         self.rec = recorder
         self.stream_usage = stream_usage
         self.endpoints = endpoints
-        self.capture = recorder.settings.capture_content
+        self.capture = recorder.options.captures_content
         self.cache: EndpointCache = {}
         self.refusing = RefusingEndpoints()
 

@@ -17,6 +17,7 @@ from opentelemetry import metrics, trace
 
 from .. import _fork
 from .. import semconv as sc
+from .._bounded import OVERFLOW_KEY, BoundedTable
 from .._guard import report
 from ..context import current_attribution
 from ..summary import UsageSummary
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from ..recorder import CallRequest
 
 MISSING: Final = object()
+MAX_AGENTS: Final = 1000  # agents with a row of their own in `usage_summary().by_agent`
 
 
 class Rollup:
@@ -52,7 +54,8 @@ class Rollup:
         # span id -> the run (or local-root collector) the span sits in; None outside both.
         self.spans: dict[int, Run | None] = {}
         self.process = Usage()
-        self._agents: dict[str, Usage] = {}
+        # Agent names come from `run()` names and frameworks: bounded, past the cap summed into `_other`.
+        self._agents: BoundedTable[str, Usage] = BoundedTable(MAX_AGENTS, Usage, OVERFLOW_KEY)
         self._agents_lock = _fork.lock()
         self.metrics = RollupMetrics(meter_provider)
         self.sessions = Sessions(
@@ -189,7 +192,7 @@ class Rollup:
         u = self._agents.get(agent)
         if u is None:
             with self._agents_lock:
-                u = self._agents.setdefault(agent, Usage())
+                u = self._agents.row(agent)
         return u
 
     # --- runs --------------------------------------------------------------------------------------
@@ -349,7 +352,7 @@ class Rollup:
 
     def summary(self) -> UsageSummary:
         with self._agents_lock:
-            agents = dict(self._agents)
+            agents = dict(self._agents.items())
         return UsageSummary.build(
             self.process.snapshot(),
             {a: u.snapshot() for a, u in agents.items()},

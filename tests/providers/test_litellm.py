@@ -27,6 +27,7 @@ from emulators import AnthropicEmulator, AnthropicReply, Reply  # noqa: E402
 from otel_llm_usage import semconv as sc  # noqa: E402
 from otel_llm_usage._guard import reported_sites  # noqa: E402
 from otel_llm_usage.context import in_llm_call  # noqa: E402
+from otel_llm_usage.providers import _litellm_read as read  # noqa: E402
 from otel_llm_usage.providers import litellm as provider  # noqa: E402
 from tests.conftest import semconv_text  # noqa: E402
 
@@ -502,7 +503,7 @@ def test_litellm_provider_names_map_to_semconv() -> None:
         "together_ai": "together",
         "ollama": "ollama",
     }
-    assert {name: provider.provider_name(name) for name in expected} == expected
+    assert {name: read.provider_name(name) for name in expected} == expected
 
 
 def test_usage_from_raw_anthropic_fields_and_details() -> None:
@@ -512,7 +513,7 @@ def test_usage_from_raw_anthropic_fields_and_details() -> None:
         "cache_read_input_tokens": 5000,
         "cache_creation_input_tokens": 1000,
     }
-    t = provider.usage_from(only_top_level)
+    t = read.usage_from(only_top_level)
     assert t is not None
     assert (t.input, t.cache_read, t.cache_write, t.output) == (6300, 5000, 1000, 400)
     detailed = {
@@ -526,10 +527,10 @@ def test_usage_from_raw_anthropic_fields_and_details() -> None:
         "cache_read_input_tokens": 5000,
         "cache_creation_input_tokens": 1000,
     }
-    t = provider.usage_from(detailed)
+    t = read.usage_from(detailed)
     assert t is not None and t.valid()
     assert (t.input, t.cache_read, t.cache_write, t.cache_write_1h) == (6300, 5000, 1000, 250)
-    assert provider.usage_from(None) is None
+    assert read.usage_from(None) is None
 
 
 # --- import order, nesting, context -------------------------------------------------------------
