@@ -13,7 +13,12 @@ from .counters import CallCounters
 
 
 class CallInstruments:
-    def __init__(self, meter: metrics.Meter, meter_provider: metrics.MeterProvider | None) -> None:
+    def __init__(
+        self,
+        meter: metrics.Meter,
+        meter_provider: metrics.MeterProvider | None,
+        counters: CallCounters | None = None,
+    ) -> None:
         self.token_usage = meter.create_histogram(
             sc.METRIC_TOKEN_USAGE, sc.UNIT_TOKEN, "Number of input and output tokens used.",
             explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
@@ -36,7 +41,8 @@ class CallInstruments:
             sc.METRIC_CONTEXT_UTILIZATION, "1", "Input tokens as a share of the model's context window.",
             explicit_bucket_boundaries_advisory=list(sc.UTILIZATION_BUCKETS),
         )  # fmt: skip
-        self.counters = _counters_for(meter_provider, meter)
+        # `counters`: the sums so far, observed on this provider too (a meter provider taken later)
+        self.counters = _counters_for(meter_provider, meter, counters)
 
 
 # One registration of the observable counters per MeterProvider, shared by every Recorder made on
@@ -45,7 +51,9 @@ class CallInstruments:
 _counters_by_provider: weakref.WeakKeyDictionary[object, CallCounters] = weakref.WeakKeyDictionary()
 
 
-def _counters_for(meter_provider: metrics.MeterProvider | None, meter: metrics.Meter) -> CallCounters:
+def _counters_for(
+    meter_provider: metrics.MeterProvider | None, meter: metrics.Meter, carried: CallCounters | None
+) -> CallCounters:
     provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
     try:
         counters = _counters_by_provider.get(provider)
@@ -53,7 +61,7 @@ def _counters_for(meter_provider: metrics.MeterProvider | None, meter: metrics.M
         counters = None
     if counters is not None:
         return counters
-    counters = CallCounters()
+    counters = carried if carried is not None else CallCounters()
     meter.create_observable_counter(
         sc.METRIC_TOKENS, [partial(_observe_tokens, counters)], sc.UNIT_TOKEN, "Tokens by disjoint bucket."
     )

@@ -47,6 +47,7 @@ ENV_MAX_SESSIONS = "OTEL_LLM_USAGE_MAX_SESSIONS"
 ENV_SESSION_IDLE = "OTEL_LLM_USAGE_SESSION_IDLE_SECONDS"
 ENV_MAX_CALL_RECORDS = "OTEL_LLM_USAGE_MAX_CALL_RECORDS"
 ENV_ANTHROPIC_NATIVE_SPANS = "OTEL_LLM_USAGE_ANTHROPIC_NATIVE_SPANS"
+ENV_CONSOLE = "OTEL_LLM_USAGE_CONSOLE"
 STREAM_USAGE_MODES = ("off", "known", "always")
 ANTHROPIC_NATIVE_SPANS_MODES = ("suppress", "keep")
 ENV_COEXIST = "OTEL_LLM_USAGE_COEXIST"
@@ -152,6 +153,7 @@ SPECS: tuple[Spec, ...] = (
         "suppress",
     ),
     Spec("coexist", ENV_COEXIST, parse_choice(COEXIST_MODES), "spans"),
+    Spec("console", ENV_CONSOLE, parse_bool, False),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
@@ -242,6 +244,8 @@ class Options:
     # Beside another GenAI instrumentation of the same client: "spans" (both spans) or "enrich"
     # (our usage and cost on its span, none of ours). See docs/coexistence.md.
     coexist: str = "spans"
+    # Development mode: one line per call on stderr and the usage summary table at exit.
+    console: bool = False
     # Derived, not options of their own: whether content goes on spans and into events.
     content_on_spans: bool = False
     content_events: bool = False

@@ -75,11 +75,16 @@ class Recorder:
         self.tracer = trace.get_tracer(
             INSTRUMENTATION_NAME, __version__, tracer_provider, schema_url=sc.SCHEMA_URL
         )
-        meter = metrics.get_meter(INSTRUMENTATION_NAME, __version__, meter_provider, schema_url=sc.SCHEMA_URL)
         self.pricer = pricer
         self.options = options  # read on every call: content capture, metric attributes
         self.listeners: tuple[CallListener, ...] = ()
-        m = CallInstruments(meter, meter_provider)
+        self.missing_usage = MissingUsageWarnings()
+        self.use_meter_provider(meter_provider)
+
+    def use_meter_provider(self, meter_provider: metrics.MeterProvider | None) -> None:
+        """Record the per-call metrics on `meter_provider` from now on; the counters' sums carry over."""
+        meter = metrics.get_meter(INSTRUMENTATION_NAME, __version__, meter_provider, schema_url=sc.SCHEMA_URL)
+        m = CallInstruments(meter, meter_provider, getattr(self, "counters", None))
         # Held here as plain attributes: `LLMCall._finish` reads them on every call.
         self.token_usage = m.token_usage
         self.duration = m.duration
@@ -87,7 +92,6 @@ class Recorder:
         self.tpoc = m.tpoc
         self.utilization = m.utilization
         self.counters = m.counters
-        self.missing_usage = MissingUsageWarnings()
 
     def add_listener(self, listener: CallListener) -> None:
         self.listeners = (*self.listeners, listener)

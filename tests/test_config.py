@@ -88,6 +88,7 @@ ENV_AND_CODE: list[tuple[str, str, Any, Any]] = [
     ("OTEL_LLM_USAGE_PROMETHEUS_PORT", "9464", 9464, 9464),
     ("OTEL_LLM_USAGE_ANTHROPIC_NATIVE_SPANS", "keep", "keep", "keep"),
     ("OTEL_LLM_USAGE_COEXIST", "Enrich", "enrich", "enrich"),
+    ("OTEL_LLM_USAGE_CONSOLE", "on", True, True),
 ]
 
 

@@ -15,8 +15,6 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 120
 
@@ -38,17 +36,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def console_mode_missing(env: dict[str, str]) -> str:
-    """Why `instrument(console=True)` fails in this tree ("" when it works): the quickstart's first
-    output is console mode, built separately from this test (issue 19, item 2)."""
-    probe = subprocess.run(
-        [sys.executable, "-c", "import otel_llm_usage; otel_llm_usage.instrument(console=True)"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
-    return "" if probe.returncode == 0 else (probe.stderr.strip().splitlines() or ["no output"])[-1]
+def test_the_example_is_the_readme_script() -> None:
+    """examples/quickstart.py is the script the README shows, line for line."""
+    _, script = quickstart()
+    assert (ROOT / "examples" / "quickstart.py").read_text() == script
 
 
 def test_readme_quickstart_prints_a_priced_call(tmp_path: Path) -> None:
@@ -91,9 +82,6 @@ def test_readme_quickstart_prints_a_priced_call(tmp_path: Path) -> None:
             if f"127.0.0.1:{port}" in line:
                 break
         assert any(f"127.0.0.1:{port}" in line for line in banner), "".join(banner)
-        missing = console_mode_missing(env)
-        if missing:
-            pytest.xfail(f"console mode is not in this tree yet: {missing}")
         done = subprocess.run(
             ["bash", "-e", "-c", "\n".join(rest)],
             cwd=tmp_path,
@@ -115,3 +103,8 @@ def test_readme_quickstart_prints_a_priced_call(tmp_path: Path) -> None:
     call_lines = [line for line in err.splitlines() if "gpt-4o-mini" in line and priced.search(line)]
     assert call_lines, f"no priced line for the call on stderr:\n{err}"
     assert "greeter" in err and "quickstart" in err, f"run and session are not shown:\n{err}"
+    # At exit, the usage summary table: the call in the total and in its agent, model and session rows.
+    assert err.count("usage of this process") == 1, err
+    table = err.split("usage of this process", 1)[1]
+    for row in ("total", "greeter", "gpt-4o-mini", "quickstart"):
+        assert re.search(rf"^\s+{row}\s+1\s", table, re.M), f"no {row} row of one call:\n{table}"

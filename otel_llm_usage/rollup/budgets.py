@@ -106,6 +106,17 @@ class BudgetPolicy:
             self._process = process
             self._process_exceeded = set()
 
+    def replaced(
+        self, budgets: tuple[Budget, ...], callback: Callable[[dict[str, Any]], Any] | None
+    ) -> BudgetPolicy:
+        """A policy with other budgets over the same ledgers (`instrument()` again): a process budget
+        already reported stays reported, and runs or sessions with budgets of their own still count."""
+        policy = BudgetPolicy(budgets, callback, self._sessions, self._process, self._tenants)
+        policy.active = policy.active or self.active
+        policy.session_own = self.session_own
+        policy._process_exceeded = self._process_exceeded
+        return policy
+
     def _run_budgets_of(self, run: Run) -> list[Budget]:
         out = [b for b in self.run_budgets if b.agent is None or b.agent == run.agent]
         out.extend(run.budgets)

@@ -67,6 +67,20 @@ class Rollup:
         self._budgeted_lock = _fork.lock()
         self.metrics.budget_gauges.rollup = self
 
+    def reconfigure(self, options: Options) -> None:
+        """Take new options (`instrument()` again), keeping every ledger and session."""
+        self._metric_keys = tuple(options.metric_attributes)
+        self.max_call_records = options.max_call_records
+        self.sessions.max = max(1, options.max_sessions)
+        idle = options.session_idle_seconds
+        self.sessions.idle = idle if idle > 0 else float("inf")
+        self.budgets = self.budgets.replaced(tuple(options.budgets), options.budget_callback)
+
+    def use_meter_provider(self, meter_provider: metrics.MeterProvider | None) -> None:
+        """Record the run and session histograms on another meter provider from now on."""
+        self.metrics = RollupMetrics(meter_provider)
+        self.sessions.on_evict = self.metrics.record_sessions
+
     def stop(self) -> None:
         """Stop counting and record the histograms of the sessions still held."""
         self.enabled = False
