@@ -131,7 +131,7 @@ class CallHooks:
             plan = None
         if plan is None:
             return wrapped(*args, **kwargs)
-        return self._handle(plan, send(plan.call, wrapped, args, kwargs), False)
+        return self._handle(plan, self.send_plan(plan, wrapped, args, kwargs), False)
 
     async def async_call(self, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
         if pending:
@@ -147,7 +147,16 @@ class CallHooks:
             plan = None
         if plan is None:
             return await wrapped(*args, **kwargs)
-        return await self.send_awaitable(plan, wrapped(*args, **kwargs))
+        return self._handle(plan, await self.send_plan_async(plan, wrapped, args, kwargs), True)
+
+    # How a started call is sent: overridden where a request may be sent again (`_stream_usage`).
+    def send_plan(self, plan: Plan, wrapped: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+        return send(plan.call, wrapped, args, kwargs)
+
+    async def send_plan_async(
+        self, plan: Plan, wrapped: Callable[..., Any], args: Args, kwargs: Kwargs
+    ) -> Any:
+        return await send_async(plan.call, wrapped(*args, **kwargs))
 
     async def send_awaitable(self, plan: Plan, awaitable: Awaitable[Any]) -> Any:
         return self._handle(plan, await send_async(plan.call, awaitable), True)

@@ -15,16 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled
-
 from .. import _fork
 from .. import semconv as sc
-from .._finalise import drain, pending
 from .._guard import report
-from ..budgets import BudgetExceeded
 from ..context import in_llm_call
 from ..recorder import CallRequest, LLMCall
-from ._driver import Args, CallHooks, Kwargs, Plan, send
+from ._driver import Args, CallHooks, Kwargs, Plan
 
 REFUSAL_STATUSES = frozenset({400, 422})
 # What a refusal of the parameter says: its name, or a complaint about a field the server does not
@@ -171,45 +167,19 @@ async def send_resending_async(
 
 
 class ResendingHooks(CallHooks):
-    """The driver's sequence (`CallHooks.sync_call`, written out as there for the same reason), with
-    a request that `begin` planned as `Resendable` sent by `send_resending`. Subclasses set
-    `refusing` and leave out of their plans the endpoints in it."""
+    """The driver's sequence, with a request that `begin` planned as `Resendable` sent by
+    `send_resending`. Subclasses set `refusing` and leave out of their plans the endpoints in it."""
 
     refusing: RefusingEndpoints
 
-    def sync_call(self, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
-        if pending:
-            drain()
-        if in_llm_call.get() or not is_instrumentation_enabled():
-            return wrapped(*args, **kwargs)
-        try:
-            plan, args, kwargs = self.begin(instance, args, kwargs)
-        except BudgetExceeded:
-            raise
-        except Exception as exc:
-            report(f"{self.site}.start", exc)
-            plan = None
-        if plan is None:
-            return wrapped(*args, **kwargs)
+    def send_plan(self, plan: Plan, wrapped: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
         if type(plan) is Resendable:
-            return self._handle(plan, send_resending(plan, self.refusing, wrapped, args, kwargs), False)
-        return self._handle(plan, send(plan.call, wrapped, args, kwargs), False)
+            return send_resending(plan, self.refusing, wrapped, args, kwargs)
+        return super().send_plan(plan, wrapped, args, kwargs)
 
-    async def async_call(self, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
-        if pending:
-            drain()
-        if in_llm_call.get() or not is_instrumentation_enabled():
-            return await wrapped(*args, **kwargs)
-        try:
-            plan, args, kwargs = self.begin(instance, args, kwargs)
-        except BudgetExceeded:
-            raise
-        except Exception as exc:
-            report(f"{self.site}.start", exc)
-            plan = None
-        if plan is None:
-            return await wrapped(*args, **kwargs)
+    async def send_plan_async(
+        self, plan: Plan, wrapped: Callable[..., Any], args: Args, kwargs: Kwargs
+    ) -> Any:
         if type(plan) is Resendable:
-            resent = await send_resending_async(plan, self.refusing, wrapped, args, kwargs)
-            return self._handle(plan, resent, True)
-        return await self.send_awaitable(plan, wrapped(*args, **kwargs))
+            return await send_resending_async(plan, self.refusing, wrapped, args, kwargs)
+        return await super().send_plan_async(plan, wrapped, args, kwargs)
