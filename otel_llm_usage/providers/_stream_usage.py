@@ -18,9 +18,8 @@ from typing import Any
 from .. import _fork
 from .. import semconv as sc
 from .._guard import report
-from ..context import in_llm_call
 from ..recorder import CallRequest, LLMCall
-from ._driver import Args, CallHooks, Kwargs, Plan
+from ._driver import Args, CallHooks, Kwargs, Plan, send, send_async
 
 REFUSAL_STATUSES = frozenset({400, 422})
 # What a refusal of the parameter says: its name, or a complaint about a field the server does not
@@ -119,10 +118,8 @@ def send_resending(
 ) -> Any:
     """The driver's `send` of a request asking for stream usage: if the server refuses it, the
     caller's own request is sent instead, within the same call and span."""
-    call = plan.call
-    token = in_llm_call.set(True)
-    call.activate()
-    try:
+
+    def attempt(*args: Any, **kwargs: Any) -> Any:
         try:
             return wrapped(*args, **kwargs)
         except Exception as exc:
@@ -133,22 +130,16 @@ def send_resending(
         result = wrapped(*plan.args, **plan.kwargs)
         _remember(plan, refusing)
         return result
-    except BaseException as exc:
-        call.fail(exc)
-        raise
-    finally:
-        call.deactivate()
-        in_llm_call.reset(token)
+
+    return send(plan.call, attempt, args, kwargs)
 
 
 async def send_resending_async(
     plan: Resendable, refusing: RefusingEndpoints, wrapped: Callable[..., Any], args: Args, kwargs: Kwargs
 ) -> Any:
     """`send_resending` for a coroutine function."""
-    call = plan.call
-    token = in_llm_call.set(True)
-    call.activate()
-    try:
+
+    async def attempt() -> Any:
         try:
             return await wrapped(*args, **kwargs)
         except Exception as exc:
@@ -158,12 +149,8 @@ async def send_resending_async(
         result = await wrapped(*plan.args, **plan.kwargs)
         _remember(plan, refusing)
         return result
-    except BaseException as exc:
-        call.fail(exc)
-        raise
-    finally:
-        call.deactivate()
-        in_llm_call.reset(token)
+
+    return await send_async(plan.call, attempt())
 
 
 class ResendingHooks(CallHooks):
